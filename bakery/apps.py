@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BakeryConfig(AppConfig):
+    name = "bakery"
+    verbose_name = "Storefront"

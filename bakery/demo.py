@@ -1,0 +1,122 @@
+"""`make demo`: start the engines, prepare the database, and run web + worker + beat together.
+
+Ctrl-C stops everything this started (web, worker, beat, then Redis and PostgreSQL if they are
+the embedded ones) and leaves no stray process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from bakery import engines
+
+
+def lan_address() -> str | None:
+    """The address other machines in the room reach this one at (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: connect() on UDP only picks a route
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+def served_hosts(host: str) -> list[str]:
+    """The host names the shop answers to: loopback always, the LAN address when serving a room."""
+    hosts = ["127.0.0.1", "localhost", "[::1]"]
+    if host not in ("127.0.0.1", "localhost", "0.0.0.0", "::"):
+        hosts.append(host)
+    if host in ("0.0.0.0", "::"):
+        hosts += [address for address in [lan_address(), socket.gethostname()] if address]
+    return hosts
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--web-workers", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    env = dict(os.environ)
+    env["DATABASE_URL"] = engines.database_url()
+    env["REDIS_URL"] = engines.redis_url()
+    hosts = served_hosts(args.host)
+    env.setdefault("ALLOWED_HOSTS", ",".join(hosts + ["testserver"]))
+    env.setdefault("CSRF_TRUSTED_ORIGINS", ",".join(f"http://{h}:{args.port}" for h in hosts))
+    env.setdefault("DJANGO_SETTINGS_MODULE", "bakery.settings")
+    python = sys.executable
+
+    def manage(*command):
+        subprocess.run([python, "manage.py", *command], env=env, check=True)
+
+    manage("migrate", "--noinput", "-v", "0")
+    manage("load_initial_data")
+
+    data = engines.data_dir()
+    commands = {
+        "web": [python, "-m", "gunicorn", "bakery.wsgi", "--bind", f"{args.host}:{args.port}",
+                "--workers", str(args.web_workers), "--worker-class", "gthread", "--threads", "8",
+                "--access-logfile", "-", "--graceful-timeout", "5"],
+        "worker": [python, "-m", "celery", "-A", "bakery", "worker", "--loglevel", "INFO", "--concurrency", "2",
+                   "--hostname", "bakery-demo@%h"],
+        "beat": [python, "-m", "celery", "-A", "bakery", "beat", "--loglevel", "WARNING",
+                 "--schedule", str(data / "celerybeat-schedule"), "--pidfile", ""],
+    }
+    children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+
+    shown_host = lan_address() if args.host in ("0.0.0.0", "::") else args.host
+    url = f"http://{shown_host or '127.0.0.1'}:{args.port}/"
+    from bakery.management.commands.load_initial_data import ADMIN_PASSWORD, ADMIN_USERNAME
+
+    print(f"\n  Freed's Bakery is open at {url}", flush=True)
+    print(f"  Admin: {url}admin/  user {ADMIN_USERNAME!r}  password {ADMIN_PASSWORD!r}", flush=True)
+    print("  Web, worker and beat are running. Press Ctrl-C to stop everything.\n", flush=True)
+
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    exit_code = 0
+    try:
+        while not stopping:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    print(f"{name} exited with {child.returncode}; stopping the bakery.", flush=True)
+                    exit_code = 1
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        shutdown(children)
+        engines.stop_embedded_redis() if not os.environ.get("REDIS_URL") else None
+        engines.stop_embedded_postgres()
+        print("The bakery is closed.", flush=True)
+    return exit_code
+
+
+def shutdown(children: dict[str, subprocess.Popen], grace: float = 10) -> None:
+    for child in children.values():
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + grace
+    for child in children.values():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

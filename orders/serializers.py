@@ -1,0 +1,90 @@
+from django.urls import reverse
+from rest_framework import serializers
+
+from bakery.models import Cake
+from orders.models import Order, OrderItem
+
+MAX_QUANTITY = 50
+MAX_NOTE = 500
+
+
+class OrderLineInSerializer(serializers.Serializer):
+    cake = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Cake.objects.filter(is_available=True),
+        error_messages={"does_not_exist": "There is no cake called '{value}' on the menu."},
+    )
+    quantity = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_QUANTITY,
+        error_messages={
+            "min_value": "Order at least 1 of each cake.",
+            "max_value": f"At most {MAX_QUANTITY} of one cake per order.",
+        },
+    )
+
+
+class OrderInSerializer(serializers.Serializer):
+    items = OrderLineInSerializer(many=True, allow_empty=False, max_length=20)
+    note = serializers.CharField(max_length=MAX_NOTE, allow_blank=True, required=False, default="",
+                                 trim_whitespace=False)
+
+    def to_fingerprint(self) -> dict:
+        """The request as the idempotency layer compares it: slugs and numbers, in the sent order."""
+        data = self.validated_data
+        return {
+            "items": [{"cake": line["cake"].slug, "quantity": line["quantity"]} for line in data["items"]],
+            "note": data["note"],
+        }
+
+
+class OrderItemSerializer(serializers.ModelSerializer):
+    cake = serializers.CharField(source="cake.slug")
+    name = serializers.CharField(source="cake.name")
+
+    class Meta:
+        model = OrderItem
+        fields = ["cake", "name", "quantity", "unit_price"]
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    items = OrderItemSerializer(many=True)
+    url = serializers.SerializerMethodField()
+    payment = serializers.SerializerMethodField()
+    invoice = serializers.SerializerMethodField()
+    emails_sent = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Order
+        fields = [
+            "id", "url", "status", "failure_reason", "items", "total", "note", "idempotency_key",
+            "idempotent", "created_at", "payment", "invoice", "emails_sent",
+        ]
+
+    def get_url(self, order) -> str:
+        return reverse("api-order-detail", kwargs={"pk": order.pk})
+
+    def get_payment(self, order) -> dict | None:
+        charge = getattr(order, "charge", None)
+        if charge is None:
+            return None
+        return {
+            "status": charge.status,
+            "provider_charge_id": charge.provider_charge_id,
+            "attempts": charge.attempts,
+            "failure_reason": charge.failure_reason,
+        }
+
+    def get_invoice(self, order) -> dict | None:
+        invoice = getattr(order, "invoice", None)
+        if invoice is None:
+            return None
+        return {
+            "number": invoice.number,
+            "total": str(invoice.total),
+            "issued_at": invoice.issued_at.isoformat(),
+            "url": reverse("invoice-detail", kwargs={"number": invoice.number}),
+        }
+
+    def get_emails_sent(self, order) -> int:
+        return 1 if getattr(order, "email_receipt", None) is not None else 0

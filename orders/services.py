@@ -1,0 +1,40 @@
+"""Order business logic. Views validate and call one of these; tasks call the payments services."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import transaction
+
+from orders.events import Kind, record_event
+from orders.models import Customer, Order, OrderItem
+
+
+@transaction.atomic
+def order_place(*, customer: Customer, items: list[dict], note: str = "", idempotency_key=None,
+                idempotent: bool = True) -> Order:
+    """Store an order with its items and hand fulfilment to the back office, all in one transaction.
+
+    ``items`` are ``{"cake": Cake, "quantity": int}``. The first fulfilment task is written to the
+    outbox in this same transaction, so an order can never exist without its payment step.
+    """
+    from payments.outbox import enqueue  # payments depends on orders, not the other way round
+
+    total = sum((line["cake"].price * line["quantity"] for line in items), Decimal("0"))
+    order = Order.objects.create(
+        customer=customer, idempotency_key=idempotency_key, idempotent=idempotent, note=note, total=total
+    )
+    OrderItem.objects.bulk_create(
+        OrderItem(order=order, cake=line["cake"], quantity=line["quantity"], unit_price=line["cake"].price)
+        for line in items
+    )
+    record_event(source="order", kind=Kind.ORDER_STORED, key=idempotency_key or "", customer=customer, order=order,
+                 cakes=sum(line["quantity"] for line in items))
+    enqueue("payments.capture_payment", order.pk)
+    return order
+
+
+def customer_set_idempotency(*, customer: Customer, enabled: bool) -> Customer:
+    customer.idempotency_enabled = enabled
+    customer.save(update_fields=["idempotency_enabled", "last_seen_at"])
+    return customer

@@ -1,0 +1,109 @@
+from django.db import models
+
+
+class OutboxMessage(models.Model):
+    """A Celery task to send, written in the same transaction as the change that needs it.
+
+    This is the transactional outbox: if the broker is down when an order commits, the message
+    waits here and the beat-driven relay sends it once Redis is back. Nothing is lost between
+    the commit and the queue.
+    """
+
+    task = models.CharField(max_length=100)
+    args = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["id"], condition=models.Q(dispatched_at__isnull=True), name="outbox_pending")
+        ]
+
+    def __str__(self):
+        return f"{self.task}{tuple(self.args)}"
+
+
+class Charge(models.Model):
+    """The bakery's record of taking payment for an order: at most one per fulfilment key."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    order = models.OneToOneField("orders.Order", on_delete=models.CASCADE, related_name="charge")
+    idempotency_key = models.UUIDField(unique=True, help_text="The order's fulfilment key.")
+    status = models.CharField(max_length=20, choices=Status.choices)
+    provider_charge_id = models.CharField(max_length=40, blank=True)
+    amount = models.DecimalField(max_digits=10, decimal_places=2)
+    attempts = models.PositiveIntegerField(default=0, help_text="Calls made to the provider, retries included.")
+    failure_reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.provider_charge_id or 'charge'} for order #{self.order_id}"
+
+
+class Invoice(models.Model):
+    """An invoice with a human number (INV-000123) that has no gaps and no duplicates."""
+
+    order = models.OneToOneField("orders.Order", on_delete=models.CASCADE, related_name="invoice")
+    idempotency_key = models.UUIDField(unique=True, help_text="The order's fulfilment key.")
+    sequence = models.PositiveIntegerField(unique=True)
+    total = models.DecimalField(max_digits=10, decimal_places=2)
+    issued_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["sequence"]
+
+    def __str__(self):
+        return self.number
+
+    @property
+    def number(self) -> str:
+        return f"INV-{self.sequence:06d}"
+
+
+class InvoiceCounter(models.Model):
+    """One row holding the last invoice number; locked FOR UPDATE so numbers have no gaps."""
+
+    last_sequence = models.PositiveIntegerField(default=0)
+
+
+class EmailReceipt(models.Model):
+    """Proof that the confirmation email for a fulfilment key was sent: at most one each."""
+
+    order = models.OneToOneField("orders.Order", on_delete=models.CASCADE, related_name="email_receipt")
+    idempotency_key = models.UUIDField(unique=True, help_text="The order's fulfilment key.")
+    to = models.CharField(max_length=200)
+    subject = models.CharField(max_length=200)
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+
+class ProviderCharge(models.Model):
+    """The fake payment provider's own ledger (it is "another company").
+
+    Like Stripe it honours an idempotency key: a repeated key returns the original charge.
+    """
+
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    charge_id = models.CharField(max_length=40, unique=True)
+    amount = models.DecimalField(max_digits=10, decimal_places=2)
+    status = models.CharField(max_length=20)
+    decline_reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class ProviderBehaviour(models.Model):
+    """Switches that make the fake provider misbehave for one customer (simulator and tests)."""
+
+    owner = models.CharField(max_length=64, unique=True, help_text="Customer id")
+    decline = models.BooleanField(default=False)
+    transient_failures = models.PositiveIntegerField(
+        default=0, help_text="Fail this many calls with a timeout-like error, then succeed."
+    )
+    delay_seconds = models.FloatField(default=0)

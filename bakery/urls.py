@@ -1,14 +1,15 @@
+"""URLs. The storefront/simulator and the workshop each keep their routes in their own module."""
+
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from bakery import views
 from orders import api
 from payments import views as payment_views
 
 urlpatterns = [
-    path("", views.cake_list, name="cake-list"),
-    path("cakes/<slug:slug>/", views.cake_detail, name="cake-detail"),
+    path("", include("bakery.storefront_urls")),
+    path("workshop/", include("bakery.workshop_urls")),
     path("invoices/<str:number>/", payment_views.invoice_detail, name="invoice-detail"),
     path("api/me/", api.Me.as_view(), name="api-me"),
     path("api/orders/", api.OrderListCreate.as_view(), name="api-orders"),

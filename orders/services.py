@@ -38,3 +38,17 @@ def customer_set_idempotency(*, customer: Customer, enabled: bool) -> Customer:
     customer.idempotency_enabled = enabled
     customer.save(update_fields=["idempotency_enabled", "last_seen_at"])
     return customer
+
+
+@transaction.atomic
+def customer_reset(*, customer: Customer) -> None:
+    """"Reset my bakery": forget this customer's orders, charges, invoices, emails, keys and events.
+
+    Charges, invoices and emails go with their orders (ON DELETE CASCADE). The fake provider's
+    ledger is another company's and is left alone, as a real provider's would be.
+    """
+    from orders.models import Event, IdempotencyRecord
+
+    Event.objects.filter(customer=customer).delete()
+    IdempotencyRecord.objects.filter(owner=str(customer.pk)).delete()
+    customer.orders.all().delete()

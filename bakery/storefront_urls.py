@@ -1,0 +1,8 @@
+from django.urls import path
+
+from bakery import views
+
+urlpatterns = [
+    path("", views.cake_list, name="cake-list"),
+    path("cakes/<slug:slug>/", views.cake_detail, name="cake-detail"),
+]

@@ -20,3 +20,4 @@ urlpatterns = [
 ]
 
 handler404 = "bakery.views.page_not_found"
+handler500 = "orders.problems.server_error"

@@ -33,6 +33,7 @@ class CustomerSessionAuthentication(SessionAuthentication):
     """
 
     def authenticate(self, request):
+        read_body(request)  # the CSRF check reads the body, so the size limit comes first
         self.enforce_csrf(request)
         return (request._request.user, None)
 
@@ -108,7 +109,6 @@ class OrderListCreate(CustomerAPIView):
         },
     )
     def post(self, request):
-        read_body(request)
         customer = request.customer
         guarded = customer.idempotency_enabled
         header = request.headers.get("Idempotency-Key")

@@ -87,3 +87,13 @@ def _flatten(detail, prefix="") -> str:
     if isinstance(detail, list):
         return "; ".join(_flatten(value, prefix) for value in detail if value)
     return f"{prefix.rstrip('.')}: {detail}" if prefix else str(detail)
+
+
+def server_error(request):
+    """handler500: API callers get problem+json, people get the styled page."""
+    if request.path.startswith("/api/"):
+        return problem("server-error", "Something went wrong in the bakery. Nothing was half-written: "
+                                       "retry with the same Idempotency-Key.")
+    from django.shortcuts import render
+
+    return render(request, "500.html", status=500)

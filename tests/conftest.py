@@ -138,3 +138,61 @@ def celery_worker(transactional_db):
     worker = CeleryWorker().start()
     yield worker
     worker.stop()
+
+
+class BakeryServer:
+    """The real web tier: gunicorn with several worker processes on a free loopback port.
+
+    Each worker process has its own database connections, so requests racing here race in
+    PostgreSQL exactly as they do in production. Settings come from ``extra_env``.
+    """
+
+    def __init__(self, extra_env: dict | None = None, workers: int = 3, host: str = "127.0.0.1"):
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            self.port = probe.getsockname()[1]
+        self.host = host
+        self.workers = workers
+        self.env = {**worker_environment(), **(extra_env or {})}
+        self.url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{self.port}"
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.log_path = ARTIFACTS / f"gunicorn-{self.port}.log"
+
+    def start(self) -> BakeryServer:
+        import httpx
+
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "bakery.wsgi", "--bind", f"{self.host}:{self.port}",
+             "--workers", str(self.workers), "--worker-class", "gthread", "--threads", "8"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn died at start; see {self.log_path}")
+            try:
+                if httpx.get(self.url + "/api/me/", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not answer within 60 s; see {self.log_path}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def bakery_server(transactional_db):
+    """A gunicorn bakery on the test database; use BakeryServer directly for other settings."""
+    server = BakeryServer().start()
+    yield server
+    server.stop()

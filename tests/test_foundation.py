@@ -1,0 +1,115 @@
+"""The house itself: migrations, the embedded engines, a real worker, and the compose file."""
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from django.core.management import call_command
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.django_db
+def test_migrations_are_complete():
+    """A model change without its migration fails here (makemigrations --check exits non-zero)."""
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+@pytest.mark.django_db
+def test_migrations_applied_on_postgresql():
+    from django.db import connection
+
+    assert connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        # A conditional UniqueConstraint becomes a partial unique index in PostgreSQL.
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'one_order_per_customer_key'")
+        (definition,) = cursor.fetchone()
+    assert definition.startswith("CREATE UNIQUE INDEX")
+    assert "(customer_id, idempotency_key)" in definition and "WHERE (idempotent AND (NOT key_expired))" in definition
+
+
+@pytest.mark.django_db
+def test_demo_data_loads_twice_without_duplicates():
+    from django.contrib.auth import get_user_model
+
+    from bakery.models import Cake
+
+    call_command("load_initial_data", verbosity=0)
+    call_command("load_initial_data", verbosity=0)
+    assert Cake.objects.count() >= 8
+    assert Cake.objects.first().slug == "strawberry-shortcake"
+    assert get_user_model().objects.filter(is_superuser=True).count() == 1
+
+
+@pytest.mark.worker
+def test_a_real_worker_runs_a_task_through_redis(celery_worker):
+    from bakery.celery import ping
+
+    result = ping.delay("shortcake").get(timeout=30)
+    assert result["pong"] == "shortcake"
+    assert result["worker_pid"] != os.getpid()
+    assert psutil.Process(result["worker_pid"]).parent().pid == celery_worker.process.pid
+
+
+def test_embedded_engines_start_answer_and_stop_leaving_nothing_running():
+    """With no DATABASE_URL/REDIS_URL a process starts real PostgreSQL and Redis, and stops them on exit."""
+    script = """
+import psycopg, redis, dj_database_url
+from bakery import engines
+db = dj_database_url.parse(engines.database_url())
+with psycopg.connect(host=db["HOST"], user=db["USER"], dbname=db["NAME"]) as conn:
+    print("postgres", conn.execute("show server_version").fetchone()[0])
+client = redis.Redis.from_url(engines.redis_url())
+print("redis", client.info()["redis_version"], client.ping())
+"""
+    with tempfile.TemporaryDirectory(prefix="bakery-engines-") as data:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env["BAKERY_DATA_DIR"] = data
+        done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert re.search(r"^postgres 16\.", done.stdout, re.M)
+        assert "True" in done.stdout.splitlines()[-1]
+        leftovers = [p.info for p in psutil.process_iter(["pid", "name", "cmdline"])
+                     if data in " ".join(p.info["cmdline"] or [])]
+        assert leftovers == []
+
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_has_the_five_services_with_healthchecks():
+    services = COMPOSE["services"]
+    assert set(services) == {"postgres", "redis", "web", "worker", "beat"}
+    assert all("healthcheck" in service for service in services.values())
+    for name in ("web", "worker", "beat"):
+        depends = services[name]["depends_on"]
+        assert depends["postgres"]["condition"] == depends["redis"]["condition"] == "service_healthy"
+
+
+def test_compose_commands_run_the_apps_this_project_defines():
+    services = COMPOSE["services"]
+    assert "gunicorn bakery.wsgi" in services["web"]["command"]
+    assert "manage.py migrate" in services["web"]["command"]
+    assert services["worker"]["command"].startswith("celery -A bakery worker")
+    assert services["beat"]["command"].startswith("celery -A bakery beat")
+    assert (ROOT / "Dockerfile").exists()
+
+
+def test_compose_environment_matches_what_settings_read():
+    settings_source = (ROOT / "bakery" / "settings.py").read_text() + (ROOT / "bakery" / "engines.py").read_text()
+    read_by_app = set(re.findall(r"""(?:environ(?:\.get)?[\[(]|env_bool\(|env_list\()\s*["']([A-Z_]+)["']""",
+                                 settings_source))
+    for name in ("web", "worker", "beat"):
+        environment = COMPOSE["services"][name]["environment"]
+        assert {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS"} <= set(environment)
+        assert set(environment) <= read_by_app, set(environment) - read_by_app
+        assert environment["DEBUG"] == "false"
+        assert environment["DATABASE_URL"].startswith("postgres://") and "@postgres:5432/" in environment["DATABASE_URL"]
+        assert environment["REDIS_URL"].startswith("redis://redis:6379")

@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from orders import api
+from orders.problems import problem_catalogue
 from payments import views as payment_views
 
 urlpatterns = [
@@ -14,6 +15,7 @@ urlpatterns = [
     path("api/me/", api.Me.as_view(), name="api-me"),
     path("api/orders/", api.OrderListCreate.as_view(), name="api-orders"),
     path("api/orders/<int:pk>/", api.OrderDetail.as_view(), name="api-order-detail"),
+    path("api/problems/", problem_catalogue, name="api-problems"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),

@@ -45,7 +45,8 @@ class CustomerAPIView(APIView):
 def parse_idempotency_key(header: str | None) -> uuid.UUID:
     """Accept a UUID bare or as an RFC 8941 sf-string ("…"), as the IETF draft writes it."""
     if header is None or not header.strip():
-        raise ProblemError("idempotency-key-missing", f"POST /api/orders/ needs an Idempotency-Key header. {VALID_KEY_HINT}")
+        raise ProblemError("idempotency-key-missing",
+                           f"POST /api/orders/ needs an Idempotency-Key header. {VALID_KEY_HINT}")
     value = header.strip()
     if len(value) > MAX_KEY_LENGTH:
         raise ProblemError("idempotency-key-invalid", f"The key is {len(value)} characters long. {VALID_KEY_HINT}")
@@ -93,7 +94,8 @@ class OrderListCreate(CustomerAPIView):
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         request=OrderInSerializer,
         examples=[OpenApiExample("One strawberry shortcake",
-                                 value={"items": [{"cake": "strawberry-shortcake", "quantity": 1}], "note": "Happy birthday"},
+                                 value={"items": [{"cake": "strawberry-shortcake", "quantity": 1}],
+                                        "note": "Happy birthday"},
                                  request_only=True)],
         responses={
             201: OpenApiResponse(OrderSerializer, description=(
@@ -127,7 +129,8 @@ class OrderListCreate(CustomerAPIView):
                 customer=customer, items=incoming.validated_data["items"], note=incoming.validated_data["note"],
                 idempotency_key=key, idempotent=guarded,
             )
-            body = JSONRenderer().render(OrderSerializer(selectors.order_get(customer=customer, order_id=order.pk)).data)
+            stored = selectors.order_get(customer=customer, order_id=order.pk)
+            body = JSONRenderer().render(OrderSerializer(stored).data)
             return StoredResponse(201, body, {"Content-Type": "application/json",
                                               "Location": request.build_absolute_uri(f"/api/orders/{order.pk}/")})
 
@@ -144,8 +147,9 @@ class OrderListCreate(CustomerAPIView):
                                "Use a new key for a new order.", fields=mismatch.fields) from None
         except KeyInFlight as busy:
             raise ProblemError("idempotency-key-in-use",
-                               f"The first request with this key is still being processed. Retry in {busy.retry_after} s "
-                               "with the same key to get its answer.", headers={"Retry-After": str(busy.retry_after)}) from None
+                               "The first request with this key is still being processed. "
+                               f"Retry in {busy.retry_after} s with the same key to get its answer.",
+                               headers={"Retry-After": str(busy.retry_after)}) from None
         return _as_http(outcome.response, replayed=outcome.replayed)
 
 

@@ -5,7 +5,8 @@ from orders.models import Event
 Kind = Event.Kind
 
 
-def record_event(*, source: str, kind: str, key="", customer=None, customer_id=None, order=None, order_id=None, **detail):
+def record_event(*, source: str, kind: str, key="", customer=None, customer_id=None, order=None, order_id=None,
+                 **detail):
     """Store one timeline event. Keys are stored as text so HTTP and task keys look alike."""
     return Event.objects.create(
         source=source,

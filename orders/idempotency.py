@@ -88,7 +88,7 @@ def differing_fields(stored, new, path="") -> list[str]:
         return found
     if isinstance(stored, list) and isinstance(new, list) and len(stored) == len(new):
         found = []
-        for index, (old_item, new_item) in enumerate(zip(stored, new)):
+        for index, (old_item, new_item) in enumerate(zip(stored, new, strict=True)):
             found += differing_fields(old_item, new_item, f"{path}[{index}]")
         return found
     return [] if canonical_json(stored) == canonical_json(new) else [path or "body"]

@@ -90,6 +90,9 @@ class OrderItem(models.Model):
             )
         ]
 
+    def __str__(self):
+        return f"{self.quantity} x {self.cake}"
+
 
 class IdempotencyRecord(models.Model):
     """What was asked with a key and what was answered: the persistent store of the layer.

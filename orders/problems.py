@@ -19,7 +19,6 @@ PROBLEMS = {
     "idempotency-key-reused": (422, "This Idempotency-Key was already used with a different request"),
     "invalid-order": (400, "The order is not valid"),
     "invalid-request": (400, "The request is not valid"),
-    "lost-in-tunnel": (504, "Lost in the tunnel"),
     "malformed-json": (400, "The request body is not valid JSON"),
     "body-too-large": (413, "The request body is too large"),
     "not-found": (404, "Not found"),
@@ -27,7 +26,30 @@ PROBLEMS = {
     "forbidden": (403, "Forbidden"),
     "method-not-allowed": (405, "Method not allowed"),
     "unsupported-media-type": (415, "Unsupported media type"),
+    "lost-in-tunnel": (504, "Lost in the tunnel"),
     "server-error": (500, "The bakery had a problem"),
+}
+
+# What a client should do about each problem: served at /api/problems/ so every type URI is explained.
+ADVICE = {
+    "idempotency-key-missing": "Make a UUID once per order intent and send it in Idempotency-Key.",
+    "idempotency-key-invalid": "Send a UUID, bare or as a quoted sf-string, at most 255 characters.",
+    "idempotency-key-in-use": "The first request with this key has not finished. Wait Retry-After seconds and "
+                              "retry with the same key: you will get its answer.",
+    "idempotency-key-reused": "The key belongs to a different order. `fields` names what differs. Use a new key "
+                              "for a new order; never change an order under the same key.",
+    "invalid-order": "Fix what `detail`/`errors` name (unknown cake, quantity 1-50, note up to 500 characters). "
+                     "Nothing was created and the key was not used.",
+    "invalid-request": "Fix the request body as `detail` says.",
+    "malformed-json": "Send a JSON object with Content-Type: application/json.",
+    "body-too-large": "An order body may be at most 64 KiB.",
+    "not-found": "There is no such resource for this customer.",
+    "csrf-failed": "Send the csrftoken cookie's value in the X-CSRFToken header (GET /api/me/ sets it).",
+    "forbidden": "You may not do this.",
+    "method-not-allowed": "Use one of the methods in the Allow header.",
+    "unsupported-media-type": "Send Content-Type: application/json.",
+    "lost-in-tunnel": "The tunnel simulator dropped this request; retry with the same key.",
+    "server-error": "Nothing was half-written and the key was released: retry with the same key.",
 }
 
 VALID_KEY_HINT = (
@@ -83,7 +105,10 @@ def problem_exception_handler(exc, context):
 def _flatten(detail, prefix="") -> str:
     """Turn DRF's nested error dict into one readable sentence."""
     if isinstance(detail, dict):
-        return "; ".join(_flatten(value, f"{prefix}{key}." if prefix or key != "non_field_errors" else "") for key, value in detail.items())
+        return "; ".join(
+            _flatten(value, f"{prefix}{key}." if prefix or key != "non_field_errors" else "")
+            for key, value in detail.items()
+        )
     if isinstance(detail, list):
         return "; ".join(_flatten(value, prefix) for value in detail if value)
     return f"{prefix.rstrip('.')}: {detail}" if prefix else str(detail)
@@ -97,3 +122,13 @@ def server_error(request):
     from django.shortcuts import render
 
     return render(request, "500.html", status=500)
+
+
+def problem_catalogue(request):
+    """GET /api/problems/: every problem type this API answers with, and what to do about it."""
+    from django.http import JsonResponse
+
+    return JsonResponse({"problems": [
+        {"type": TYPE_BASE + slug, "status": status, "title": title, "advice": ADVICE[slug]}
+        for slug, (status, title) in PROBLEMS.items()
+    ]})

@@ -135,3 +135,11 @@ def test_server_error_on_the_api_is_problem_json(customer_client, cake):
     assert response.status_code == 500 and response["Content-Type"] == "application/problem+json"
     with override_settings(DEBUG=False):
         assert b"Oven trouble" in server_error(customer_client.get("/").wsgi_request).content
+
+
+def test_every_problem_type_is_explained_at_api_problems(client, db):
+    from orders.problems import PROBLEMS
+
+    catalogue = client.get("/api/problems/").json()["problems"]
+    assert {entry["type"].rsplit("/", 1)[1] for entry in catalogue} == set(PROBLEMS)
+    assert all(entry["advice"] for entry in catalogue)

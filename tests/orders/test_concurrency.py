@@ -7,7 +7,9 @@ from collections import Counter
 import httpx
 import pytest
 from django.db import connections
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from orders.models import Customer, Order
 from tests.conftest import BakeryClient, BakeryServer
@@ -83,7 +85,7 @@ def test_any_interleaving_of_repeats_makes_at_most_one_order_per_customer_key(ca
     for batch in batches:  # the requests of one batch race each other on separate connections
         barrier = threading.Barrier(len(batch))
 
-        def send(customer_index, key_index, quantity):
+        def send(customer_index, key_index, quantity, barrier=barrier):
             barrier.wait()
             body = {"items": [{"cake": "strawberry-shortcake", "quantity": quantity}]}
             response = customers[customer_index].order(keys[key_index], body=body)

@@ -28,6 +28,16 @@ def lan_address() -> str | None:
     return None if address.startswith("127.") else address
 
 
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def served_hosts(host: str) -> list[str]:
     """The host names the shop answers to: loopback always, the LAN address when serving a room."""
     hosts = ["127.0.0.1", "localhost", "[::1]"]
@@ -44,6 +54,10 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--web-workers", type=int, default=2)
     args = parser.parse_args(argv)
+    if not port_is_free(args.host, args.port):
+        print(f"Port {args.port} on {args.host} is already in use (another bakery?). "
+              f"Pick another one: make demo PORT={args.port + 1}", file=sys.stderr)
+        return 2
 
     env = dict(os.environ)
     env["DATABASE_URL"] = engines.database_url()
@@ -77,6 +91,12 @@ def main(argv=None) -> int:
     from bakery.management.commands.load_initial_data import ADMIN_PASSWORD, ADMIN_USERNAME
 
     print(f"\n  Freed's Bakery is open at {url}", flush=True)
+    if args.host in ("0.0.0.0", "::"):
+        from bakery.qr import qr_terminal
+
+        print(f"  Learners: scan this or open {url} on the room's Wi-Fi", flush=True)
+        print(qr_terminal(url), flush=True)
+        print(f"  Facilitator dashboard: {url}workshop/ (staff login)", flush=True)
     print(f"  Admin: {url}admin/  user {ADMIN_USERNAME!r}  password {ADMIN_PASSWORD!r}", flush=True)
     print("  Web, worker and beat are running. Press Ctrl-C to stop everything.\n", flush=True)
 

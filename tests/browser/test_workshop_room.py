@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connections
 
 from bakery.demo import lan_address
 from orders.models import Customer, Order
@@ -133,6 +134,9 @@ def test_a_room_on_the_lan_gets_keys_without_random_uuid_and_the_dashboard_sees_
             side_by_side(browser, SHOTS / "workshop-dashboard.png", SHOTS / "learner-phone.png",
                          SHOTS / "workshop-side-by-side.png")
         finally:
+            # ORM reads made while Playwright drives the page use their own connection; close it
+            # so the test database can be dropped at the end of the run.
+            connections.close_all()
             browser.close()
 
 

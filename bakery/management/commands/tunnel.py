@@ -1,0 +1,329 @@
+"""`manage.py tunnel`: drive the tunnel scenario over real HTTP against a running bakery.
+
+One learner (or ``--participants K`` learners at once, each with its own cookie jar and so its own
+customer) does what a phone in a tunnel does:
+
+1. ``GET /api/me/`` for the session and csrftoken cookies, ``PATCH /api/me/`` for the switch;
+2. attempt 1 of one order intent goes *through the tunnel* (header ``X-Bakery-Tunnel``) and is
+   really aborted when the client timeout fires, exactly like the browser's fetch timeout;
+3. up to ``--retries`` retries with the same Idempotency-Key, exponential backoff with jitter,
+   honouring ``409 Retry-After``;
+4. it waits for the back office (payment, invoice, email) and counts cakes, charges and invoices.
+
+``--expect one|many`` turns it into a smoke test: the command exits 1 when any learner's counts
+differ. Nothing here touches the database: the bakery is only reached over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from bakery.tunnel import HEADER, MODES, SLOW
+
+SETTLED = {"notified", "payment_failed"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    url: str
+    mode: str
+    idempotency: bool
+    retries: int
+    timeout: float
+    backoff: float
+    settle: float
+    server_hold: float
+    cake: str
+    expect: str | None
+
+
+@dataclass
+class Attempt:
+    number: int
+    started: float  # seconds since the learner's first attempt
+    tunnel: bool
+    outcome: str
+    status: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def short(self) -> str:
+        if self.status is None:
+            return "timeout" if self.outcome.startswith("gave up") else "error"
+        return f"{self.status}{'r' if 'replayed' in self.outcome else ''}"
+
+
+@dataclass
+class Learner:
+    number: int
+    label: str = ""
+    customer: str = ""
+    key: str = ""
+    began: float = 0.0  # time.monotonic() of attempt 1
+    attempts: list[Attempt] = field(default_factory=list)
+    answered_after: float | None = None  # first 2xx answer, from the first attempt
+    settled_after: float | None = None
+    orders: list[dict] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def cakes(self) -> int:
+        return sum(item["quantity"] for order in self.orders for item in order["items"])
+
+    @property
+    def charges(self) -> int:
+        return sum(1 for order in self.orders if (order.get("payment") or {}).get("status") == "succeeded")
+
+    @property
+    def invoices(self) -> int:
+        return sum(1 for order in self.orders if order.get("invoice"))
+
+    @property
+    def emails(self) -> int:
+        return sum(order.get("emails_sent", 0) for order in self.orders)
+
+    def meets(self, expect: str | None) -> bool:
+        if self.error:
+            return False
+        if expect == "one":
+            return (self.cakes, self.charges, self.invoices) == (1, 1, 1)
+        if expect == "many":
+            return self.cakes > 1
+        return True
+
+
+def backoff_delay(retry: int, base: float) -> float:
+    """Exponential backoff with jitter: base * 2^(n-1), scaled by 0.5-1.5 so a room does not retry in step."""
+    return base * 2 ** (retry - 1) * (0.5 + random.random())
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (no interpolation): p99 of 40 values is the slowest but none."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+async def run_learner(number: int, scenario: Scenario, say) -> Learner:
+    learner = Learner(number)
+    async with httpx.AsyncClient(base_url=scenario.url, timeout=30) as client:
+        try:
+            me = (await client.get("/api/me/")).raise_for_status().json()
+            learner.label, learner.customer = me["label"], me["customer"]
+            csrf = {"X-CSRFToken": client.cookies["csrftoken"]}
+            switch = await client.patch("/api/me/", json={"idempotency": scenario.idempotency}, headers=csrf)
+            switch.raise_for_status()
+        except (httpx.HTTPError, KeyError, ValueError) as error:
+            learner.error = f"could not start a session: {error}"
+            return learner
+        say(learner, f"{learner.label} (customer {learner.customer[:8]}) switched idempotency "
+                     f"{'on' if scenario.idempotency else 'off'}")
+        await place_order(client, learner, csrf, scenario, say)
+        await wait_for_back_office(client, learner, scenario, say)
+    return learner
+
+
+async def place_order(client: httpx.AsyncClient, learner: Learner, csrf: dict, scenario: Scenario, say) -> None:
+    learner.key = str(uuid.uuid4())  # one key per order intent, the same on every retry
+    body = {"items": [{"cake": scenario.cake, "quantity": 1}], "note": f"tunnel CLI, learner {learner.number}"}
+    start = learner.began = time.monotonic()
+    for number in range(1, scenario.retries + 2):
+        tunnel = number == 1
+        headers = {**csrf, "Idempotency-Key": learner.key}
+        if tunnel:
+            headers[HEADER] = scenario.mode
+        began = time.monotonic()
+        attempt = Attempt(number, began - start, tunnel, "")
+        delay = backoff_delay(number, scenario.backoff)
+        try:
+            # A hard deadline for the whole exchange: when it fires the request is cancelled and
+            # its connection closed, so the bakery really never gets to answer this attempt.
+            async with asyncio.timeout(scenario.timeout):
+                response = await client.post("/api/orders/", json=body, headers=headers)
+        except TimeoutError:
+            attempt.outcome = f"gave up after {scenario.timeout:.2f} s: no answer"
+        except httpx.TransportError as error:
+            attempt.outcome = f"connection failed: {type(error).__name__}"
+        else:
+            attempt.status = response.status_code
+            attempt.outcome = describe(response)
+            if response.status_code == 409:
+                delay = max(delay, retry_after_seconds(response))
+        attempt.seconds = time.monotonic() - began
+        learner.attempts.append(attempt)
+        say(learner, f"+{attempt.started:5.2f} s  attempt {number} "
+                     f"{'through the tunnel (' + scenario.mode + ')' if tunnel else 'retry, same key':<32} "
+                     f"{attempt.outcome}")
+        if attempt.status is not None and 200 <= attempt.status < 300:
+            learner.answered_after = time.monotonic() - start
+            return
+        if attempt.status is not None and attempt.status < 500 and attempt.status != 409:
+            return  # 400/403/422: the same request would be refused again
+        if number <= scenario.retries:
+            await asyncio.sleep(delay)
+
+
+def retry_after_seconds(response: httpx.Response) -> float:
+    """Retry-After in seconds; the HTTP-date form (never sent by the bakery) counts as 1 s."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "1")))
+    except ValueError:
+        return 1.0
+
+
+def describe(response: httpx.Response) -> str:
+    if response.status_code == 201:
+        order = response.json()
+        replayed = response.headers.get("Idempotent-Replayed") == "true"
+        return f"201 order #{order['id']} ({'replayed: no new cake' if replayed else 'new'})"
+    try:
+        detail = response.json().get("title") or response.text[:80]
+    except ValueError:
+        detail = response.text[:80]
+    retry_after = response.headers.get("Retry-After")
+    return f"{response.status_code} {detail}" + (f" (Retry-After {retry_after} s)" if retry_after else "")
+
+
+async def wait_for_back_office(client: httpx.AsyncClient, learner: Learner, scenario: Scenario, say) -> None:
+    """Poll the orders until each is settled, and until no abandoned attempt can still add one.
+
+    An attempt the client gave up on may still be running on the server (the slow bakery bakes
+    for TUNNEL_SLOW_SECONDS), so its order can appear after the retry's answer.
+    """
+    abandoned = [attempt.started for attempt in learner.attempts if attempt.status is None]
+    quiet_after = learner.began + max(abandoned) + scenario.server_hold + 0.5 if abandoned else 0.0
+    deadline = time.monotonic() + scenario.settle
+    orders: list[dict] = []
+    while True:
+        try:
+            orders = (await client.get("/api/orders/")).raise_for_status().json()
+        except httpx.HTTPError as error:
+            learner.error = f"could not read the orders: {error}"
+            return
+        done = all(order["status"] in SETTLED for order in orders)
+        if done and time.monotonic() >= quiet_after:
+            break
+        if time.monotonic() >= deadline:
+            waiting = [f"#{order['id']} {order['status']}" for order in orders if order["status"] not in SETTLED]
+            learner.error = (f"back office not finished after {scenario.settle:.0f} s: "
+                             f"{', '.join(waiting) or 'no order'}")
+            break
+        await asyncio.sleep(0.25)
+    learner.orders = orders
+    learner.settled_after = time.monotonic() - learner.began
+    states = ", ".join(f"order #{order['id']} {order['status']}" for order in reversed(orders)) or "no order"
+    say(learner, f"back office: {states}")
+
+
+async def run_room(scenario: Scenario, participants: int, say, tick) -> tuple[list[Learner], float]:
+    started = time.monotonic()
+    tasks = [asyncio.create_task(run_learner(n, scenario, say)) for n in range(1, participants + 1)]
+    while not all(task.done() for task in tasks):
+        await asyncio.wait(tasks, timeout=1.0)
+        tick(time.monotonic() - started, sum(task.done() for task in tasks), participants)
+    return [task.result() for task in tasks], time.monotonic() - started
+
+
+class Command(BaseCommand):
+    help = "Run the tunnel scenario over real HTTP against a running bakery (one learner or a room of them)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--mode", required=True, choices=MODES, help="What the tunnel does to attempt 1.")
+        parser.add_argument("--idempotency", choices=["on", "off"], default="on", help="The learner's switch.")
+        parser.add_argument("--retries", type=int, default=3, help="Retries after attempt 1, same key (default 3).")
+        parser.add_argument("--url", default="http://127.0.0.1:8000/", help="The running bakery.")
+        parser.add_argument("--participants", type=int, default=1,
+                            help="Learners running at once, each its own customer.")
+        parser.add_argument("--expect", choices=["one", "many"],
+                            help="one: exactly 1 cake, 1 charge, 1 invoice each; many: more than one cake. "
+                                 "Otherwise exit 1.")
+        parser.add_argument("--timeout", type=float, default=settings.TUNNEL_CLIENT_TIMEOUT_SECONDS,
+                            help="Client timeout per attempt, in seconds (the browser's fetch timeout).")
+        parser.add_argument("--backoff", type=float, default=0.3,
+                            help="First retry delay in seconds, doubled each time.")
+        parser.add_argument("--settle", type=float, default=60, help="How long to wait for the back office.")
+        parser.add_argument("--server-hold", type=float,
+                            default=max(settings.TUNNEL_HOLD_SECONDS, settings.TUNNEL_SLOW_SECONDS),
+                            help="How long an abandoned attempt may keep running on the server.")
+        parser.add_argument("--cake", default="strawberry-shortcake")
+
+    def handle(self, *args, **options):
+        if options["participants"] < 1 or options["retries"] < 0:
+            raise CommandError("--participants must be at least 1 and --retries at least 0.")
+        scenario = Scenario(
+            url=options["url"].rstrip("/") + "/", mode=options["mode"], idempotency=options["idempotency"] == "on",
+            retries=options["retries"], timeout=options["timeout"], backoff=options["backoff"],
+            settle=options["settle"], server_hold=options["server_hold"], cake=options["cake"],
+            expect=options["expect"],
+        )
+        participants = options["participants"]
+        solo = participants == 1
+        self.stdout.write(
+            f"Tunnel scenario: {scenario.mode}, idempotency {options['idempotency']}, up to {scenario.retries} "
+            f"retries, client timeout {scenario.timeout:g} s, {participants} learner{'s' * (not solo)} "
+            f"against {scenario.url}"
+        )
+
+        def say(learner: Learner, line: str) -> None:
+            if solo:  # one learner: its timeline is the progress display
+                self.stdout.write(f"  {line}")
+
+        def tick(elapsed: float, done: int, total: int) -> None:
+            if not solo:
+                self.stdout.write(f"  [{elapsed:5.1f} s] {done}/{total} learners finished")
+
+        learners, wall = asyncio.run(run_room(scenario, participants, say, tick))
+        self.report(learners, scenario, wall)
+        failed = [learner for learner in learners if not learner.meets(scenario.expect)]
+        for learner in failed:
+            if learner.error:
+                self.stderr.write(f"learner {learner.number}: {learner.error}")
+        if failed:
+            raise CommandError(
+                f"{len(failed)} of {len(learners)} learners did not see the expected outcome "
+                f"({scenario.expect or 'finished back office'}).", returncode=1)
+
+    def report(self, learners: list[Learner], scenario: Scenario, wall: float) -> None:
+        write = self.stdout.write
+        if len(learners) == 1 and not learners[0].attempts:
+            raise CommandError(f"Cannot reach the bakery at {scenario.url}: {learners[0].error}. "
+                               "Is it running (make demo)?")
+        write("")
+        trails = {learner.number: " ".join(attempt.short for attempt in learner.attempts) for learner in learners}
+        width = max(8, *(len(trail) for trail in trails.values()))
+        write(f"  {'learner':<22} {'attempts':<{width}} {'cakes':>5} {'charges':>7} {'invoices':>8} "
+              f"{'emails':>6}  result")
+        for learner in learners:
+            attempts = trails[learner.number]
+            verdict = "ok" if learner.meets(scenario.expect) else "UNEXPECTED"
+            if scenario.expect is None:
+                verdict = "ok" if not learner.error else "unfinished"
+            write(f"  {(learner.label or f'learner {learner.number}')[:22]:<22} {attempts:<{width}} {learner.cakes:>5} "
+                  f"{learner.charges:>7} {learner.invoices:>8} {learner.emails:>6}  {verdict}")
+        cakes = sum(learner.cakes for learner in learners)
+        write(f"  {'total':<22} {'':<{width}} {cakes:>5} {sum(x.charges for x in learners):>7} "
+              f"{sum(x.invoices for x in learners):>8} {sum(x.emails for x in learners):>6}")
+        if scenario.expect:
+            wanted = "exactly 1 cake, 1 charge, 1 invoice" if scenario.expect == "one" else "more than one cake"
+            good = sum(learner.meets(scenario.expect) for learner in learners)
+            write(f"  expected {wanted} per learner: {good}/{len(learners)} as expected")
+        answered = [learner.answered_after for learner in learners if learner.answered_after is not None]
+        settled = [learner.settled_after for learner in learners if learner.settled_after is not None]
+        requests = sum(len(learner.attempts) for learner in learners)
+        write(f"  {len(learners)} order intents, {requests} order requests in {wall:.2f} s: "
+              f"{len(learners) / wall:.1f} intents/s, {requests / wall:.1f} requests/s")
+        if answered:
+            write(f"  answer latency (first attempt to a 2xx): p50 {percentile(answered, 50):.2f} s, "
+                  f"p99 {percentile(answered, 99):.2f} s")
+        if settled:
+            write(f"  to back office done: p50 {percentile(settled, 50):.2f} s, p99 {percentile(settled, 99):.2f} s")
+        if scenario.mode == SLOW and not scenario.idempotency:
+            write("  (the slow first attempt kept baking after the client gave up: that is the second cake)")

@@ -1,0 +1,132 @@
+"""`manage.py tunnel` against a live bakery: real HTTP, a real Celery worker, real aborted requests.
+
+Timings are shortened so that the whole matrix runs in well under a minute, keeping the order
+that matters: client timeout (1 s) < tunnel hold (1.5 s) and < slow bakery (2 s).
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from orders.models import Customer, Order
+from payments.models import Charge, Invoice
+from tests.conftest import ARTIFACTS, ROOT, CeleryWorker, worker_environment
+
+pytestmark = [pytest.mark.worker]
+
+CLIENT_TIMEOUT = "1"
+
+
+@pytest.fixture(scope="module")
+def room_worker(django_db_setup, django_db_blocker):
+    """One real worker for the module: starting one per test would cost more than the tests."""
+    import redis
+    from django.conf import settings
+
+    with django_db_blocker.unblock():
+        redis.Redis.from_url(settings.REDIS_URL).flushdb()
+        worker = CeleryWorker(name="tunnel-cli", concurrency=4).start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def short_tunnel(settings):
+    settings.TUNNEL_HOLD_SECONDS = 1.5
+    settings.TUNNEL_SLOW_SECONDS = 2
+    settings.IDEMPOTENCY_WAIT_SECONDS = 0.5
+
+
+def run_cli(url: str, *args: str) -> tuple[int, str]:
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command("tunnel", "--url", url, "--timeout", CLIENT_TIMEOUT, "--backoff", "0.1", "--settle", "40",
+                     *args, stdout=out, stderr=err)
+        code = 0
+    except CommandError as error:
+        code = error.returncode
+        err.write(str(error))
+    return code, out.getvalue() + err.getvalue()
+
+
+def fulfilled_per_customer() -> dict[str, tuple[int, int, int]]:
+    """(cakes, succeeded charges, invoices) per customer, read from the database, not from the CLI."""
+    result = {}
+    for customer in Customer.objects.all():
+        orders = Order.objects.filter(customer=customer)
+        result[str(customer.pk)] = (
+            sum(order.cake_count for order in orders.prefetch_related("items")),
+            Charge.objects.filter(order__in=orders, status=Charge.Status.SUCCEEDED).count(),
+            Invoice.objects.filter(order__in=orders).count(),
+        )
+    return result
+
+
+@pytest.mark.parametrize(
+    "mode, idempotency, expect, cakes, timeline",
+    [
+        # The talk's tunnel: the bakery baked, the answer was lost, the retry bakes again...
+        ("response-lost", "off", "many", 2, ["attempt 1 through the tunnel (response-lost)", "gave up after 1.00 s",
+                                              "attempt 2 retry, same key", "(new)"]),
+        # ...unless the key makes the retry a replay.
+        ("response-lost", "on", "one", 1, ["gave up after 1.00 s", "replayed: no new cake"]),
+        # A lost request never reached the bakery: a retry is safe even without a key.
+        ("request-lost", "off", "one", 1, ["attempt 1 through the tunnel (request-lost)", "gave up", "(new)"]),
+        ("request-lost", "on", "one", 1, ["gave up", "(new)"]),
+        # The slow bakery: the abandoned first attempt is still baking when the retry arrives.
+        ("slow", "off", "many", 2, ["gave up", "(new)", "kept baking after the client gave up"]),
+        ("slow", "on", "one", 1, ["gave up", "409", "Retry-After 1 s", "replayed: no new cake"]),
+    ],
+)
+def test_the_scenario_over_http_gives_the_expected_cakes(
+    live_server, room_worker, cake, short_tunnel, mode, idempotency, expect, cakes, timeline
+):
+    code, output = run_cli(live_server.url, "--mode", mode, "--idempotency", idempotency, "--retries", "3",
+                           "--expect", expect)
+    assert code == 0, output
+    for text in timeline:
+        assert text in output, f"{text!r} missing from:\n{output}"
+    assert "1/1 as expected" in output
+    # What the CLI printed is what the database holds: one customer, and its cakes all charged and invoiced.
+    assert list(fulfilled_per_customer().values()) == [(cakes, cakes, cakes)]
+    assert Customer.objects.get().last_scenario == mode
+
+
+def test_the_wrong_expectation_exits_non_zero_from_the_command_line(live_server, room_worker, cake, short_tunnel):
+    """As a smoke test in a shell script: `--expect one` with idempotency off must fail, with exit status 1."""
+    finished = subprocess.run(
+        [sys.executable, "manage.py", "tunnel", "--url", live_server.url, "--mode", "response-lost",
+         "--idempotency", "off", "--retries", "1", "--timeout", CLIENT_TIMEOUT, "--backoff", "0.1",
+         "--server-hold", "1.5", "--settle", "40", "--expect", "one"],
+        cwd=ROOT, env=worker_environment(), capture_output=True, text=True, timeout=120,
+    )
+    assert finished.returncode == 1, finished.stdout + finished.stderr
+    assert "UNEXPECTED" in finished.stdout
+    assert "1 of 1 learners did not see the expected outcome (one)" in finished.stderr
+    assert list(fulfilled_per_customer().values()) == [(2, 2, 2)]
+
+
+def test_a_bakery_that_is_not_running_is_a_clear_error(db):
+    code, output = run_cli("http://127.0.0.1:9/", "--mode", "response-lost", "--expect", "one")
+    assert code == 1
+    assert "Cannot reach the bakery at http://127.0.0.1:9/" in output
+
+
+def test_a_room_of_learners_each_gets_exactly_one_cake(live_server, room_worker, cake, short_tunnel):
+    participants = 40
+    code, output = run_cli(live_server.url, "--mode", "response-lost", "--idempotency", "on", "--retries", "4",
+                           "--participants", str(participants), "--expect", "one")
+    (ARTIFACTS / f"tunnel-participants-{participants}.txt").write_text(output)
+    assert code == 0, output
+    assert f"{participants}/{participants} as expected" in output
+    assert "learners finished" in output  # the progress display
+    assert "intents/s" in output and "p50" in output and "p99" in output
+    counts = fulfilled_per_customer()
+    assert len(counts) == participants
+    assert set(counts.values()) == {(1, 1, 1)}

@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+WEB_WORKERS ?= 2
 
 .PHONY: demo test bench install browser lint clean
 
@@ -23,13 +24,15 @@ browser:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 demo: install
-	$(PY) -m bakery.demo --host $(HOST) --port $(PORT)
+	$(PY) -m bakery.demo --host $(HOST) --port $(PORT) --web-workers $(WEB_WORKERS)
 
+# The tests keep their engines in .local/test, apart from a running `make demo` (whose worker
+# would otherwise take the tests' tasks from a shared Redis).
 test: install browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+	BAKERY_DATA_DIR=$${BAKERY_DATA_DIR:-$(CURDIR)/.local/test} $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install
-	$(PY) -m bench $(if $(QUICK),--quick,)
+	$(PY) -m tests.bench $(if $(QUICK),--quick,)
 
 lint: install
 	$(PY) -m ruff check .

@@ -77,8 +77,10 @@ def main(argv=None) -> int:
     data = engines.data_dir()
     commands = {
         "web": [python, "-m", "gunicorn", "bakery.wsgi", "--bind", f"{args.host}:{args.port}",
-                "--workers", str(args.web_workers), "--worker-class", "gthread", "--threads", "8",
-                "--access-logfile", "-", "--graceful-timeout", "5"],
+                "--workers", str(args.web_workers), "--worker-class", "gthread", "--threads", "24",
+                # Each tunnelled attempt holds a thread for TUNNEL_HOLD_SECONDS: a room of 40
+                # learners needs dozens of threads, and shutdown must outlast one hold.
+                "--access-logfile", "-", "--graceful-timeout", "10"],
         "worker": [python, "-m", "celery", "-A", "bakery", "worker", "--loglevel", "INFO", "--concurrency", "2",
                    "--hostname", "bakery-demo@%h"],
         "beat": [python, "-m", "celery", "-A", "bakery", "beat", "--loglevel", "WARNING",

@@ -43,7 +43,7 @@ LAB = {
     "worker": "lab-4-crashed-worker",
     "changed": "lab-5-changed-order",
 }
-DEFAULT_DOCS_URL = "https://github.com/freeds-bakery/freeds-bakery/blob/main/docs/workshop.md"
+DEFAULT_DOCS_URL = "/docs/workshop/"  # docs/workshop.md, served by bakery.docs
 STEP_DONE = {"payment": "payment captured", "invoice": "invoice issued", "email": "confirmation sent"}
 
 

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from bakery import docs
 from orders import api
 from orders.problems import problem_catalogue
 from payments import views as payment_views
@@ -11,6 +12,7 @@ from payments import views as payment_views
 urlpatterns = [
     path("", include("bakery.storefront_urls")),
     path("workshop/", include("bakery.workshop_urls")),
+    path("docs/<slug:name>/", docs.doc_page, name="doc-page"),
     path("invoices/<str:number>/", payment_views.invoice_detail, name="invoice-detail"),
     path("api/me/", api.Me.as_view(), name="api-me"),
     path("api/orders/", api.OrderListCreate.as_view(), name="api-orders"),

@@ -120,6 +120,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Only read by the file-based backend (tests count the emails a worker really sent).
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH")
 DEFAULT_FROM_EMAIL = "orders@freeds-bakery.example"
 
 LOGIN_URL = "admin:login"
@@ -175,7 +177,13 @@ CELERY_RESULT_EXPIRES = 3600
 # step (a slow provider plus retry countdowns are well under 30 s); an early redelivery is
 # harmless anyway because every task dedupes on the order's key.
 CELERY_VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 30))
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    # A worker looks for such tasks every interval x throttle seconds; kombu's 10 x 10 would
+    # leave a dead worker's task waiting up to 100 s more. Look every 5 s instead.
+    "unacked_restore_interval": 5,
+    "unacked_restore_throttle": 1,
+}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {

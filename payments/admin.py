@@ -2,9 +2,43 @@ from django.contrib import admin
 
 from payments.models import Charge, EmailReceipt, Invoice, OutboxMessage, ProviderBehaviour, ProviderCharge
 
-admin.site.register([Charge, EmailReceipt, OutboxMessage, ProviderBehaviour, ProviderCharge])
+
+@admin.register(Charge)
+class ChargeAdmin(admin.ModelAdmin):
+    list_display = ["order", "status", "provider_charge_id", "amount", "attempts", "failure_reason", "updated_at"]
+    list_filter = ["status"]
+    search_fields = ["provider_charge_id", "idempotency_key"]
+    readonly_fields = ["order", "idempotency_key", "created_at", "updated_at"]
 
 
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
     list_display = ["number", "order", "total", "issued_at"]
+    search_fields = ["sequence", "idempotency_key"]
+    # Invoice numbers are handed out by the counter only; editing them here would make a gap.
+    readonly_fields = ["order", "idempotency_key", "sequence", "total", "issued_at"]
+
+
+@admin.register(EmailReceipt)
+class EmailReceiptAdmin(admin.ModelAdmin):
+    list_display = ["order", "to", "subject", "sent_at"]
+    readonly_fields = ["order", "idempotency_key", "to", "subject", "sent_at"]
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(admin.ModelAdmin):
+    """Pending rows (no dispatched_at) are what beat will publish next; last_error says why not yet."""
+
+    list_display = ["id", "task", "args", "created_at", "dispatched_at", "attempts", "last_error"]
+    list_filter = [("dispatched_at", admin.EmptyFieldListFilter), "task"]
+
+
+@admin.register(ProviderCharge)
+class ProviderChargeAdmin(admin.ModelAdmin):
+    list_display = ["charge_id", "idempotency_key", "amount", "status", "decline_reason", "created_at"]
+    search_fields = ["charge_id", "idempotency_key"]
+
+
+@admin.register(ProviderBehaviour)
+class ProviderBehaviourAdmin(admin.ModelAdmin):
+    list_display = ["owner", "decline", "transient_failures", "delay_seconds"]

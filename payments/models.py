@@ -69,9 +69,21 @@ class Invoice(models.Model):
 
 
 class InvoiceCounter(models.Model):
-    """One row holding the last invoice number; locked FOR UPDATE so numbers have no gaps."""
+    """One row holding the last invoice number; locked FOR UPDATE so numbers have no gaps.
+
+    A sequence (or MAX()+1) would not do: a PostgreSQL sequence never rolls back, so a failed
+    invoice would leave a hole, and MAX()+1 hands the same number to two concurrent invoices.
+    The counter row is updated in the invoice's own transaction, so a rolled-back invoice
+    rolls its number back too, and the row lock makes concurrent invoices take turns.
+    """
 
     last_sequence = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="invoice_counter_single_row")]
+
+    def __str__(self):
+        return f"last invoice INV-{self.last_sequence:06d}"
 
 
 class EmailReceipt(models.Model):
@@ -83,19 +95,31 @@ class EmailReceipt(models.Model):
     subject = models.CharField(max_length=200)
     sent_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self):
+        return f"{self.subject} to {self.to}"
+
 
 class ProviderCharge(models.Model):
     """The fake payment provider's own ledger (it is "another company").
 
     Like Stripe it honours an idempotency key: a repeated key returns the original charge.
+    It is written through the ``provider`` database connection, so a charge survives a
+    rollback of the bakery's transaction, as money taken by a real provider would.
     """
+
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded", "Succeeded"
+        DECLINED = "declined", "Declined"
 
     idempotency_key = models.CharField(max_length=255, unique=True)
     charge_id = models.CharField(max_length=40, unique=True)
     amount = models.DecimalField(max_digits=10, decimal_places=2)
-    status = models.CharField(max_length=20)
+    status = models.CharField(max_length=20, choices=Status.choices)
     decline_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.charge_id
 
 
 class ProviderBehaviour(models.Model):
@@ -106,4 +130,7 @@ class ProviderBehaviour(models.Model):
     transient_failures = models.PositiveIntegerField(
         default=0, help_text="Fail this many calls with a timeout-like error, then succeed."
     )
-    delay_seconds = models.FloatField(default=0)
+    delay_seconds = models.FloatField(default=0, help_text="Answer this much later, like a slow provider.")
+
+    def __str__(self):
+        return f"provider behaviour for {self.owner}"

@@ -10,16 +10,20 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from payments.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
 
+BROKER_TIMEOUT_SECONDS = 2
+
 
 def enqueue(task: str, *args) -> OutboxMessage:
     message = OutboxMessage.objects.create(task=task, args=list(args))
-    transaction.on_commit(lambda: relay(ids=[message.pk]))
+    # robust: a failed fast path must not turn a committed order into an error; beat relays it later.
+    transaction.on_commit(lambda: relay(ids=[message.pk]), robust=True)
     return message
 
 
@@ -33,17 +37,26 @@ def relay(*, ids: list[int] | None = None, limit: int = 200) -> int:
         if ids is not None:
             pending = pending.filter(pk__in=ids)
         # SKIP LOCKED: two relays never publish the same message at the same moment.
-        for message in pending.select_for_update(skip_locked=True).order_by("id")[:limit]:
-            try:
-                app.send_task(message.task, args=message.args, retry=False)
-            except Exception as error:  # broker down: keep it pending for the next relay
-                message.attempts += 1
-                message.last_error = f"{type(error).__name__}: {error}"[:300]
-                message.save(update_fields=["attempts", "last_error"])
-                logger.warning("outbox: broker unavailable, %s stays pending (%s)", message, error)
-                break
-            message.dispatched_at = timezone.now()
-            message.attempts += 1
-            message.save(update_fields=["dispatched_at", "attempts"])
-            sent += 1
+        batch = list(pending.select_for_update(skip_locked=True).order_by("id")[:limit])
+        if not batch:
+            return 0
+        try:
+            # One connection per batch that gives up at once when Redis is down: the order request
+            # that triggered this relay must not wait for the broker (kombu's default retries for
+            # seconds). Results are ignored, so publishing never touches the result backend either.
+            with app.connection_for_write() as broker:
+                broker.ensure_connection(max_retries=1, interval_start=0, timeout=BROKER_TIMEOUT_SECONDS)
+                for message in batch:
+                    app.send_task(message.task, args=message.args, retry=False, ignore_result=True,
+                                  connection=broker)
+                    message.dispatched_at = timezone.now()
+                    message.attempts += 1
+                    message.save(update_fields=["dispatched_at", "attempts"])
+                    sent += 1
+        except Exception as error:  # broker down: the rest stays pending for the next relay
+            unsent = [message for message in batch if message.dispatched_at is None]
+            OutboxMessage.objects.filter(pk__in=[message.pk for message in unsent]).update(
+                attempts=F("attempts") + 1, last_error=f"{type(error).__name__}: {error}"[:300]
+            )
+            logger.warning("outbox: broker unavailable, %d message(s) stay pending (%s)", len(unsent), error)
     return sent

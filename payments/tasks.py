@@ -1,9 +1,81 @@
-from celery import shared_task
+"""The public Celery tasks of the fulfilment pipeline. Operators may re-run any of them by name;
+every one is safe to deliver any number of times (see payments/services.py for why).
 
-from payments import outbox
+    payments.capture_payment(order_id)    placed -> paid (or payment_failed)
+    payments.issue_invoice(order_id)      paid -> invoiced
+    payments.send_confirmation(order_id)  invoiced -> notified
+    payments.relay_outbox()               publish what the outbox holds (beat, every 2 s)
+
+Acknowledgement after the task ran (acks_late), requeue of a task whose worker died
+(reject_on_worker_lost) and the visibility timeout are set in bakery/settings.py.
+"""
+
+from contextlib import contextmanager
+
+from celery import Task, shared_task
+
+from orders.idempotency import KeyInFlight
+from payments import outbox, services
+from payments.provider import TransientProviderError
+
+# A step whose key is in flight is being run by another delivery right now; it finishes or its
+# worker dies (PostgreSQL then releases the key at once), so a few short waits are enough.
+IN_FLIGHT_RETRIES = 20
 
 
-@shared_task(name="payments.relay_outbox")
+class FulfilmentTask(Task):
+    """Base of the steps: every retry and every final failure lands on the order's timeline."""
+
+    ignore_result = True  # nobody reads results; the order's status is the result
+
+    def on_retry(self, exc, task_id, args, kwargs, einfo):
+        services.step_retrying(task=self.name, order_id=_order_id(args, kwargs), error=exc,
+                               attempt=self.request.retries + 1)
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        services.step_failed(task=self.name, order_id=_order_id(args, kwargs), error=exc)
+
+
+def _order_id(args, kwargs):
+    return args[0] if args else kwargs.get("order_id")
+
+
+@contextmanager
+def retry_while_key_in_flight(task: Task):
+    try:
+        yield
+    except KeyInFlight as busy:
+        raise task.retry(exc=busy, countdown=busy.retry_after, max_retries=IN_FLIGHT_RETRIES) from None
+
+
+# Celery's own retry options: exponential backoff (1, 2, 4, 8 s, capped at 8) with full jitter,
+# at most 4 retries (5 calls to the provider); after that FulfilmentTask.on_failure fails the order.
+@shared_task(bind=True, base=FulfilmentTask, name="payments.capture_payment",
+             autoretry_for=(TransientProviderError,), retry_backoff=1, retry_backoff_max=8, retry_jitter=True,
+             max_retries=4)
+def capture_payment(self, order_id: int):
+    """Step 1: take the money with the order's key. A decline is final and is not retried."""
+    with retry_while_key_in_flight(self):
+        services.payment_capture(order_id=order_id)
+
+
+@shared_task(bind=True, base=FulfilmentTask, name="payments.issue_invoice")
+def issue_invoice(self, order_id: int):
+    """Step 2: the next gap-free invoice number for a paid order."""
+    with retry_while_key_in_flight(self):
+        services.invoice_issue(order_id=order_id)
+
+
+# OSError covers smtplib's errors: a mail server that is briefly away is worth retrying.
+@shared_task(bind=True, base=FulfilmentTask, name="payments.send_confirmation",
+             autoretry_for=(OSError,), retry_backoff=1, retry_backoff_max=8, retry_jitter=True, max_retries=5)
+def send_confirmation(self, order_id: int):
+    """Step 3: the one confirmation email."""
+    with retry_while_key_in_flight(self):
+        services.confirmation_send(order_id=order_id)
+
+
+@shared_task(name="payments.relay_outbox", ignore_result=True)
 def relay_outbox():
     """Beat runs this every 2 s: publish what the outbox holds (e.g. orders made while Redis was down)."""
     return outbox.relay()

@@ -80,7 +80,10 @@ def main(argv=None) -> int:
                 "--workers", str(args.web_workers), "--worker-class", "gthread", "--threads", "24",
                 # Each tunnelled attempt holds a thread for TUNNEL_HOLD_SECONDS: a room of 40
                 # learners needs dozens of threads, and shutdown must outlast one hold.
-                "--access-logfile", "-", "--graceful-timeout", "10"],
+                "--access-logfile", "-", "--graceful-timeout", "10",
+                # gunicorn 27's control socket has one fixed path per user; a second gunicorn
+                # (tests, bench) would fight over it.
+                "--no-control-socket"],
         "worker": [python, "-m", "celery", "-A", "bakery", "worker", "--loglevel", "INFO", "--concurrency", "2",
                    "--hostname", "bakery-demo@%h"],
         "beat": [python, "-m", "celery", "-A", "bakery", "beat", "--loglevel", "WARNING",

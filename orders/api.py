@@ -17,7 +17,14 @@ from rest_framework.views import APIView
 from bakery import tunnel
 from orders import selectors, services
 from orders.events import Kind, record_event
-from orders.idempotency import FingerprintMismatch, Guard, KeyInFlight, StoredResponse, run_once
+from orders.idempotency import (
+    FingerprintMismatch,
+    Guard,
+    KeyInFlight,
+    StoredResponse,
+    replay_if_finished,
+    run_once,
+)
 from orders.problems import VALID_KEY_HINT, ProblemError
 from orders.serializers import OrderInSerializer, OrderSerializer
 
@@ -116,8 +123,17 @@ class OrderListCreate(CustomerAPIView):
         header = request.headers.get("Idempotency-Key")
         try:
             key = parse_idempotency_key(header) if guarded else _key_or_none(header)
+            guard = Guard(scope=ORDER_SCOPE, owner=str(customer.pk), key=str(key), source="api",
+                          customer_id=customer.pk)
+            fingerprint_source = order_fingerprint_source(request.data)
+            # A finished key is answered before validation: a replay then costs one SELECT.
+            replayed = replay_if_finished(guard, fingerprint_source) if guarded else None
+            if replayed is not None:
+                return _as_http(replayed.response, replayed=True)
             incoming = OrderInSerializer(data=request.data)
             incoming.is_valid(raise_exception=True)
+        except FingerprintMismatch as mismatch:
+            raise _mismatch_problem(mismatch) from None
         except Exception as error:
             record_event(source="api", kind=Kind.REJECTED, key=_key_or_none(header) or "", customer=customer,
                          reason=str(getattr(error, "detail", error))[:300])
@@ -138,19 +154,33 @@ class OrderListCreate(CustomerAPIView):
             record_event(source="api", kind=Kind.UNGUARDED, key=key or "", customer=customer)
             return _as_http(place(), replayed=False)
 
-        guard = Guard(scope=ORDER_SCOPE, owner=str(customer.pk), key=str(key), source="api", customer_id=customer.pk)
         try:
-            outcome = run_once(guard, incoming.to_fingerprint(), place)
+            outcome = run_once(guard, fingerprint_source, place, checked_finished=True)
         except FingerprintMismatch as mismatch:
-            raise ProblemError("idempotency-key-reused",
-                               f"This key was first used with a different order ({', '.join(mismatch.fields)} differ). "
-                               "Use a new key for a new order.", fields=mismatch.fields) from None
+            raise _mismatch_problem(mismatch) from None
         except KeyInFlight as busy:
             raise ProblemError("idempotency-key-in-use",
                                "The first request with this key is still being processed. "
                                f"Retry in {busy.retry_after} s with the same key to get its answer.",
                                headers={"Retry-After": str(busy.retry_after)}) from None
         return _as_http(outcome.response, replayed=outcome.replayed)
+
+
+def order_fingerprint_source(data) -> dict:
+    """What the layer compares between a first request and a retry: the parsed body's items and
+    note (note defaults to ""), so key order, spacing and unknown extra fields never matter."""
+    if not isinstance(data, dict):
+        return {"body": data}
+    items = data.get("items")
+    if isinstance(items, list):
+        items = [{"cake": i.get("cake"), "quantity": i.get("quantity")} if isinstance(i, dict) else i for i in items]
+    return {"items": items, "note": data.get("note", "")}
+
+
+def _mismatch_problem(mismatch: FingerprintMismatch) -> ProblemError:
+    return ProblemError("idempotency-key-reused",
+                        f"This key was first used with a different order ({', '.join(mismatch.fields)} differ). "
+                        "Use a new key for a new order.", fields=mismatch.fields)
 
 
 def _key_or_none(header: str | None):

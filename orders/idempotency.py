@@ -109,22 +109,39 @@ class Guard:
         return record_event(source=self.source, kind=kind, key=self.key, customer_id=self.customer_id, **detail)
 
 
+def replay_if_finished(guard: Guard, request: dict) -> Outcome | None:
+    """The fast path alone: the stored answer for a finished key, or None for a new or running one.
+
+    A caller may use it before its own validation, so that a replay costs one SELECT and
+    nothing else (Stripe, too, answers a finished key before it validates again).
+    Raises :class:`FingerprintMismatch` like :func:`run_once`.
+    """
+    finished = _lookup(guard)
+    if finished is None:
+        return None
+    return _replay(guard, finished, request, fingerprint_of(request))
+
+
 def run_once(
     guard: Guard,
     request: dict,
     handler: Callable[[], StoredResponse],
     *,
     wait_seconds: float | None = None,
+    checked_finished: bool = False,
 ) -> Outcome:
     """Run ``handler`` at most once per (scope, owner, key); replay its stored answer afterwards.
 
     Raises :class:`FingerprintMismatch` when the key comes back with a different request and
     :class:`KeyInFlight` when the first request is still running after the bounded wait.
+    ``checked_finished=True`` skips the fast path when the caller just ran
+    :func:`replay_if_finished` itself.
     """
     fingerprint = fingerprint_of(request)
-    finished = _lookup(guard)
-    if finished is not None:
-        return _replay(guard, finished, request, fingerprint)
+    if not checked_finished:
+        replayed = replay_if_finished(guard, request)
+        if replayed is not None:
+            return replayed
 
     wait = settings.IDEMPOTENCY_WAIT_SECONDS if wait_seconds is None else wait_seconds
     try:

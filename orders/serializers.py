@@ -29,14 +29,6 @@ class OrderInSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=MAX_NOTE, allow_blank=True, required=False, default="",
                                  trim_whitespace=False)
 
-    def to_fingerprint(self) -> dict:
-        """The request as the idempotency layer compares it: slugs and numbers, in the sent order."""
-        data = self.validated_data
-        return {
-            "items": [{"cake": line["cake"].slug, "quantity": line["quantity"]} for line in data["items"]],
-            "note": data["note"],
-        }
-
 
 class OrderItemSerializer(serializers.ModelSerializer):
     cake = serializers.CharField(source="cake.slug")

@@ -166,7 +166,8 @@ class BakeryServer:
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "bakery.wsgi", "--bind", f"{self.host}:{self.port}",
-             "--workers", str(self.workers), "--worker-class", "gthread", "--threads", "8"],
+             "--workers", str(self.workers), "--worker-class", "gthread", "--threads", "8",
+             "--no-control-socket"],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60

@@ -1,0 +1,6 @@
+from idempotency_key.decorators import idempotency_key
+
+from tests.bench.peers.urls_common import handler404, with_order_view  # noqa: F401
+from tests.bench.peers.views import PlainOrderCreate
+
+urlpatterns = with_order_view(idempotency_key(PlainOrderCreate.as_view()))

@@ -1,0 +1,276 @@
+"""The one table (and docs/benchmarks.md) from a run's findings."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from tests.bench import stack
+
+DOC_PATH = stack.ROOT / "docs" / "benchmarks.md"
+OURS = "freeds-bakery"
+PEERS = [name for name in stack.IMPLEMENTATIONS if name != OURS]
+# "At least level" with the best peer allows this much run-to-run noise on a shared 2-core machine.
+LEVEL_TOLERANCE = 0.05
+
+
+@dataclass
+class Text:
+    console: str
+    markdown: str
+
+
+def fmt(value, digits=0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def answers(statuses) -> str:
+    return " ".join(f"{status}x{count}" for status, count in sorted(statuses.items()))
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def render(found) -> Text:
+    plan, results = found.plan, found.results
+    a, b, c = (results.get((case, OURS)) for case in "abc")
+    ratio_b = b.throughput / a.throughput
+    ratio_c = c.throughput / a.throughput
+    rows = [
+        ["(a) baseline, idempotency off", OURS, a.count, fmt(a.throughput), fmt(a.p50, 1), fmt(a.p99, 1),
+         answers(a.statuses), "a new order each time", a],
+    ]
+    for case, title in (("b", "(b) fresh keys"), ("c", "(c) replays")):
+        for name in [OURS, *PEERS]:
+            r = results[(case, name)]
+            note = f"{r.replayed} with Idempotent-Replayed" if case == "c" and name == OURS else ""
+            if name == OURS:
+                note = (f"b/a = {ratio_b:.2f}" if case == "b" else f"c/a = {ratio_c:.2f}; " + note)
+            rows.append([title, name, r.count, fmt(r.throughput), fmt(r.p50, 1), fmt(r.p99, 1), answers(r.statuses),
+                         note, r])
+    for name in [OURS, *PEERS]:
+        s = found.storms[name]
+        r = s["result"]
+        rows.append([f"(d) storm {plan.storm_size} x {plan.storm_keys} keys", name, r.count, fmt(r.throughput),
+                     fmt(r.p50, 1), fmt(r.p99, 1), answers(r.statuses),
+                     f"**{s['orders']} orders** (must be {plan.storm_keys}), {s['duplicates']} duplicates", r])
+    for row in found.scale:
+        target = row["target"]
+        r = results[(f"e-replay-{target}", OURS)]
+        rows.append([f"(e) replays, {row['keys']:,} keys stored", OURS, r.count, fmt(r.throughput), fmt(r.p50, 1),
+                     fmt(r.p99, 1), answers(r.statuses),
+                     f"lookup in-process p50 {row['lookup']['p50']:.2f} ms, p99 {row['lookup']['p99']:.2f} ms", r])
+        r = results[(f"e-during-purge-{target}", OURS)]
+        rows.append([f"(e) orders during purge, {row['keys']:,} keys", OURS, r.count, fmt(r.throughput),
+                     fmt(r.p50, 1), fmt(r.p99, 1), answers(r.statuses),
+                     f"purge: {row['purged']:,} expired keys in {row['seconds']:.1f} s, {row['batches']} batches of "
+                     f"{row['batch_size']:,}", r])
+    bo = found.back_office
+    if bo.get("missing"):
+        rows.append(["(f) back office", OURS, "-", "-", "-", "-", "-",
+                     f"not run: no task {', '.join(bo['missing'])}", None])
+    elif bo:
+        rows.append(["(f) fulfilment: pay, invoice, email", OURS, bo["orders"], fmt(bo["per_second"], 1) + " orders/s",
+                     "-", "-", answers(bo["statuses"]), f"{bo['notified']} notified in {bo['seconds']:.1f} s, "
+                     "1 worker x 2 processes", None])
+        rows.append(["(f) every task delivered twice", OURS, bo["redelivered"],
+                     fmt(bo["redelivered"] / bo["dedupe_seconds"], 0) + " tasks/s", "-", "-",
+                     f"dedupe x{bo['dedupe_events']} replay x{bo['replay_events']}",
+                     f"per order: charges {per_order(bo['charges'])}, invoices {per_order(bo['invoices'])}, "
+                     f"emails {per_order(bo['emails'])}; provider charges added {bo['provider_charges_added']}", None])
+    for row in rows:
+        result = row.pop()
+        row.insert(4, fmt(result.ok_throughput) if result is not None else "-")
+    main = table(["case", "implementation", "requests", "req/s", "2xx/s", "p50 ms", "p99 ms", "answers", "notes"], rows)
+
+    st = found.statements
+    statements = table(
+        ["implementation", "(a) idempotency off", "(b) fresh key", "(c) replay"],
+        [[name, fmt(st[name].get("baseline"), 0) if "baseline" in st[name] else "-", fmt(st[name]["fresh"], 0),
+          fmt(st[name]["replay"], 0)] for name in [OURS, *PEERS]])
+
+    peer_rows = []
+    for name in [OURS, *PEERS]:
+        e = found.edges[name]
+        rb, rc = results[("b", name)], results[("c", name)]
+        peer_rows.append([
+            name, fmt(rb.ok_throughput), fmt(rb.p99, 1), fmt(rc.ok_throughput), fmt(rc.p99, 1),
+            found.storms[name]["duplicates"], e.get("slow", {}).get("verdict", "-"), e["exception"]["verdict"],
+            e["customer"]["verdict"], e["body"]["verdict"],
+        ])
+    peers = table(["implementation", "(b) 2xx/s", "(b) p99 ms", "(c) 2xx/s", "(c) p99 ms", "storm duplicates",
+                   "retry at 35 s while first runs", "handler exception, retry", "same key, other customer",
+                   "same key, other body"], peer_rows)
+
+    bars = check_bars(found, ratio_b, ratio_c)
+    bar_lines = [f"- {'MET ' if met else 'MISSED'} {text}" for met, text in bars]
+
+    console = "\n".join([
+        "", f"Freed's Bakery bench ({'QUICK' if plan.quick else 'full'} run, {found.timings['total']:.0f} s)", "",
+        *main, "", f"b/a = {ratio_b:.2f}   c/a = {ratio_c:.2f}", "",
+        "Statements per request (CaptureQueriesContext, in-process through django.test.Client):", *statements, "",
+        "Against the peers:", *peers, "", "Bars:", *bar_lines, "",
+    ])
+    markdown = doc(found, main, statements, peers, bar_lines, ratio_b, ratio_c)
+    return Text(console, markdown)
+
+
+def per_order(counter) -> str:
+    return ", ".join(f"{count} order(s) with {n}" for n, count in sorted(counter.items())) or "none"
+
+
+def duplicates_of(found, name: str) -> int:
+    e = found.edges[name]
+    total = found.storms[name]["duplicates"]
+    total += max(0, e.get("slow", {}).get("orders", 1) - 1)
+    total += max(0, e["body"]["orders"] - 1)
+    total += max(0, e["exception"]["orders"] - 1)
+    return total
+
+
+def check_bars(found, ratio_b: float, ratio_c: float) -> list[tuple[bool, str]]:
+    results = found.results
+    bars = [
+        (ratio_b >= 0.9, f"b/a >= 0.9: b/a = {ratio_b:.2f}" + ("" if ratio_b >= 0.9 else
+                                                              f" ({(0.9 - ratio_b) * 100:.0f} points short)")),
+        (ratio_c >= 1.5, f"c/a >= 1.5: c/a = {ratio_c:.2f}" + ("" if ratio_c >= 1.5 else
+                                                              f" ({(1.5 - ratio_c):.2f} short)")),
+    ]
+    ours = duplicates_of(found, OURS)
+    bo = found.back_office
+    office_dupes = 0
+    if bo and not bo.get("missing"):
+        office_dupes = sum(count for n, count in (bo["charges"] + bo["invoices"] + bo["emails"]).items() if n > 1)
+        office_dupes += bo["provider_charges_added"]
+    storm = found.storms[OURS]
+    bars.append((ours == 0 and office_dupes == 0 and storm["orders"] == found.plan.storm_keys,
+                 f"zero duplicates: {ours} extra orders over storm, slow retry, other body and exception cases; "
+                 f"storm made {storm['orders']} orders for {found.plan.storm_keys} keys; "
+                 f"{office_dupes} duplicate charges/invoices/emails after every task was delivered twice"
+                 + (" (back office not run)" if not bo or bo.get("missing") else "")))
+    peer_dupes = {name: duplicates_of(found, name) for name in PEERS}
+    wrong = {name: sum(1 for case in ("customer", "body", "exception") if not found.edges[name][case]["verdict"]
+                       .startswith("ok")) for name in [OURS, *PEERS]}
+    ahead = all(ours < d or (ours == d == 0 and wrong[OURS] < wrong[name]) for name, d in peer_dupes.items())
+    bars.append((ahead, "ahead of every peer on duplicates: ours " + str(ours) + "; " + ", ".join(
+        f"{name} {d}"
+        + (f" (level on duplicates, {wrong[name]} wrong answers vs our {wrong[OURS]})" if d == ours else "")
+        for name, d in peer_dupes.items())))
+    for case, label in (("b", "fresh keys"), ("c", "replays")):
+        best = max(PEERS, key=lambda name: results[(case, name)].ok_throughput)
+        ours_rate, best_rate = results[(case, OURS)].ok_throughput, results[(case, best)].ok_throughput
+        met = ours_rate >= best_rate * (1 - LEVEL_TOLERANCE)
+        why = ""
+        if not met:
+            phase = "fresh" if case == "b" else "replay"
+            ours_sql = found.statements[OURS].get(f"{phase}_sql", [])
+            writes = sum(1 for q in ours_sql if q.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")))
+            why = (f". Why: ours answers with {found.statements[OURS][phase]:.0f} statements ({writes} of them "
+                   f"writes, each a commit), {best} with {found.statements[best][phase]:.0f}"
+                   + (": a replay already answers from the key before any validation, but it writes a timeline "
+                      "Event row (the simulator and the workshop dashboard count replays), and its request runs "
+                      "the customer, tunnel and htmx middleware the peer's bare endpoint does not. Closing it "
+                      "would mean recording replay events off the request path (batched, or in Redis), at the "
+                      "price of a timeline that can lag or lose a replay" if case == "c" else ""))
+        bars.append((met, f"level with the best peer on throughput (2xx answers/s), {label}: "
+                          f"ours {ours_rate:.0f}/s, best peer "
+                          f"{best} {best_rate:.0f}/s ({(ours_rate / best_rate - 1) * 100:+.0f}%; level = within "
+                          f"{LEVEL_TOLERANCE:.0%}){why}"))
+    return bars
+
+
+def short_sql(statement: str) -> str:
+    statement = re.sub(r"\s+", " ", statement).strip()
+    statement = re.sub(r'"[a-z_]+"\."([a-z_]+)"', r"\1", statement)
+    return statement[:150] + ("…" if len(statement) > 150 else "")
+
+
+def doc(found, main, statements, peers, bar_lines, ratio_b, ratio_c) -> str:
+    from tests.bench.run import machine
+
+    plan = found.plan
+    m = machine()
+    st = found.statements[OURS]
+    sql_lists = []
+    for phase, title in (("baseline", "(a) idempotency off"), ("fresh", "(b) fresh key"), ("replay", "(c) replay")):
+        if f"{phase}_sql" in st:
+            sql_lists += [f"<details><summary>{title}: {len(st[phase + '_sql'])} statements</summary>", "",
+                          *[f"{i}. `{short_sql(q)}`" for i, q in enumerate(st[f"{phase}_sql"], 1)], "", "</details>",
+                          ""]
+    mode = ("QUICK: smaller counts; the 1,000,000-key case is scaled down to "
+            f"{plan.scales[-1]:,} keys" if plan.quick else "full")
+    return "\n".join([
+        "# Benchmarks",
+        "",
+        "What the idempotency layer costs, what it saves, and how it compares to the packages a Django user would "
+        "pick instead. Regenerated by `make bench` (this file is its output; edit tests/bench/report.py instead).",
+        "",
+        f"- Command: `make bench{' QUICK=1' if plan.quick else ''}` (`python -m tests.bench"
+        f"{' --quick' if plan.quick else ''}`), mode: {mode}",
+        f"- Date: {found.started:%Y-%m-%d %H:%M} UTC, run time {found.timings['total']:.0f} s",
+        f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory']} memory, Python {m['python']}",
+        f"- Stack: gunicorn {stack.GUNICORN_WORKERS} gthread workers x {stack.GUNICORN_THREADS} threads per "
+        "implementation, embedded PostgreSQL 16 and Redis (bakery.engines), a Celery worker (2 processes) for (f); "
+        f"load: asyncio + httpx, {plan.concurrency} requests in flight, {plan.requests} x {plan.rounds} requests "
+        "per throughput figure, the load generator on the same 2 cores",
+        "",
+        "## The table",
+        "",
+        *main,
+        "",
+        f"**b/a = {ratio_b:.2f}, c/a = {ratio_c:.2f}.**",
+        "",
+        "## The bars",
+        "",
+        *bar_lines,
+        "",
+        "## Against the peers",
+        "",
+        *peers,
+        "",
+        "Statements per order request, counted with `django.test.utils.CaptureQueriesContext` in-process through "
+        "`django.test.Client` (same settings module, same database; averages over 10 requests). "
+        "django-idempotency-key keeps its keys in Redis, so its lookups are not SQL statements.",
+        "",
+        *statements,
+        "",
+        *sql_lists,
+        "## How each figure is measured",
+        "",
+        "- (a) the same customers' switch is off (`PATCH /api/me/ {\"idempotency\": false}`); every request sends a "
+        "fresh key anyway, so (a) and (b) send identical requests. (a) and (b) alternate in rounds.",
+        "- (c) sends every key of (b) once more, same customer, same body.",
+        f"- (d) {plan.storm_size} requests with one key from one customer at once, {plan.storm_keys} keys one "
+        "after another; orders are counted in PostgreSQL per key.",
+        "- (e) IdempotencyRecord rows are bulk-inserted with one `INSERT ... SELECT generate_series` "
+        f"(50,000 customers, ~{plan.expired_share:.0%} older than the retention window), then `ANALYZE`. "
+        "Lookup = the layer's own `_lookup()` timed in-process for 1,000 random stored keys; replays over HTTP. "
+        "The purge is `orders.keys.purge_expired_keys()` (what the beat task runs) while 8 customers keep "
+        "placing orders.",
+        "- (f) orders placed over HTTP flow through the outbox to a real worker; fulfilled per second = notified "
+        "orders / (last status change - first order). Then `payments.capture_payment`, `payments.issue_invoice` "
+        "and `payments.send_confirmation` are sent again for every order through the Celery app, and charges, "
+        "invoices, emails and the provider's ledger are counted.",
+        "- Peers: each wraps the same handler (validate, `order_place`, serialize) in a bench-only settings module "
+        "(tests/bench/peers/), with the order stored `idempotent=False` so the bakery's own unique constraint does "
+        "not protect it. drf-idempotency 1.0.0: `@idempotent()`, DatabaseBackend. drf-idempotencykey 0.2.0: its "
+        "mixin; it only guards logged-in users, so its customers log in (one Django user each). "
+        "django-idempotency-key 1.3.0: `ExemptIdempotencyKeyMiddleware` + `@idempotency_key`, Redis cache storage and "
+        "its multi-process Redis lock, `CONFLICT_STATUS_CODE: None` so a replay answers 201.",
+        "- Retry at 35 s: the first request carries `X-Bakery-Tunnel: slow` (the handler sleeps "
+        "TUNNEL_SLOW_SECONDS, 40 s here); the retry, without the header, arrives 35 s later; a last retry follows "
+        "once the first has answered. Handler exception: a bench-only PostgreSQL trigger makes the order INSERT "
+        "fail for one key (a real error inside the handler), then the trigger is cleared and the client retries.",
+        "",
+    ])
+
+
+def write_doc(markdown: str) -> None:
+    DOC_PATH.parent.mkdir(exist_ok=True)
+    DOC_PATH.write_text(markdown)

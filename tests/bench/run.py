@@ -1,0 +1,576 @@
+"""The bench itself: every measurement of issue 7, in one run, on the real stack.
+
+Ours and each peer get the same gunicorn (several gthread workers), the same PostgreSQL and Redis,
+the same handler and the same load generator. The phases run in this order, so that the 35 s
+"slow handler" cases (pure waiting, no CPU) overlap with phases that do not measure throughput:
+
+1. start engines, migrate, start one gunicorn per implementation; start the slow cases;
+2. statements per request, edge cases (other customer, other body, handler exception), storms;
+3. throughput: (a) and (b) alternating in rounds, then (c); then (b) and (c) of each peer;
+4. (e) the key store at 10,000 and 1,000,000 keys, with the purge while orders keep flowing;
+5. (f) the back office with a real Celery worker, then every task delivered a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from tests.bench import report, stack
+from tests.bench.load import OTHER_BODY, Result, Shopper, drive, percentile, shoppers
+
+OURS = "freeds-bakery"
+PEERS = [name for name in stack.IMPLEMENTATIONS if name != OURS]
+SLOW_HEADER = {"X-Bakery-Tunnel": "slow"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    quick: bool
+    requests: int  # per round, per figure
+    rounds: int
+    concurrency: int
+    storm_keys: int
+    storm_size: int
+    scales: tuple[int, ...]
+    expired_share: float
+    scale_replays: int
+    fulfil_orders: int
+
+
+FULL = Plan(False, requests=400, rounds=2, concurrency=int(os.environ.get("BENCH_CONCURRENCY", 8)), storm_keys=20,
+            storm_size=64, scales=(10_000, 1_000_000), expired_share=0.2, scale_replays=400, fulfil_orders=200)
+QUICK = Plan(True, requests=100, rounds=2, concurrency=int(os.environ.get("BENCH_CONCURRENCY", 8)), storm_keys=5,
+             storm_size=64, scales=(10_000, 100_000), expired_share=0.2, scale_replays=100, fulfil_orders=30)
+
+
+@dataclass
+class Findings:
+    plan: Plan
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    results: dict = field(default_factory=dict)  # (case, impl) -> Result
+    statements: dict = field(default_factory=dict)  # impl -> {"fresh": n, "replay": n, ...}
+    storms: dict = field(default_factory=dict)  # impl -> {...}
+    edges: dict = field(default_factory=dict)  # impl -> {case: {...}}
+    scale: list = field(default_factory=list)
+    back_office: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+
+
+def main(*, quick: bool, slow_seconds: float, retry_after: float, write_doc: bool) -> int:
+    plan = QUICK if quick else FULL
+    found = Findings(plan)
+    began = time.monotonic()
+    from bakery import engines
+
+    log_dir = engines.data_dir() / "bench-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    servers: dict[str, stack.Server] = {}
+    worker = None
+    try:
+        env = stack.start_engines()
+        import django
+
+        django.setup()
+        stack.migrate(env)
+        servers = {name: stack.Server(name, env, log_dir, slow_seconds).start() for name in stack.IMPLEMENTATIONS}
+        for server in servers.values():
+            server.wait_ready()
+        found.timings["setup"] = time.monotonic() - began
+        log(f"stack up in {found.timings['setup']:.0f} s: " + ", ".join(f"{n} :{s.port}" for n, s in servers.items()))
+
+        slow = SlowCases(servers, slow_seconds, retry_after).start()
+        found.statements = {name: count_statements(server, env) for name, server in servers.items()}
+        log("statements per request: " + ", ".join(
+            f"{n} {s['fresh']:.0f}/{s['replay']:.0f}" for n, s in found.statements.items()))
+        for name, server in servers.items():
+            found.edges[name] = edge_cases(server)
+            found.storms[name] = storm(server, plan)
+            log(f"storm {name}: {found.storms[name]['orders']} orders for {plan.storm_keys} keys, "
+                f"{dict(found.storms[name]['result'].statuses)}")
+        for name, outcome in slow.join().items():
+            found.edges[name]["slow"] = outcome
+        log("slow retry: " + ", ".join(f"{n} {e['slow']['verdict']}" for n, e in found.edges.items()))
+
+        throughput(servers, plan, found)
+        for peer in PEERS:
+            servers.pop(peer).stop()
+        scale(servers[OURS], plan, found)
+        worker = stack.Worker(env, log_dir)
+        back_office(servers[OURS], worker, plan, found)
+    finally:
+        if worker is not None:
+            worker.stop()
+        for server in servers.values():
+            server.stop()
+        stack.stop_engines()
+    found.timings["total"] = time.monotonic() - began
+    text = report.render(found)
+    print(text.console, flush=True)
+    if write_doc:
+        report.write_doc(text.markdown)
+        log(f"wrote {report.DOC_PATH}")
+    return 0
+
+
+_T0 = time.monotonic()
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.monotonic() - _T0:5.0f} s] {message}", flush=True)
+
+
+def login_needed(name: str) -> bool:
+    return name == "drf-idempotencykey"  # it guards authenticated users only
+
+
+def make_shoppers(server, count: int, **start) -> list[Shopper]:
+    return shoppers(server.base_url, server.order_url, count, login=login_needed(server.name), **start)
+
+
+# --- database helpers (main thread, outside the event loop) ------------------------------------
+
+
+def orders_per_key(keys) -> Counter:
+    from django.db.models import Count
+
+    from orders.models import Order
+
+    rows = Order.objects.filter(idempotency_key__in=list(keys)).values("idempotency_key").annotate(n=Count("id"))
+    return Counter({row["idempotency_key"]: row["n"] for row in rows})
+
+
+def sql(statement: str, params=None, fetch: bool = False):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall() if fetch else None
+
+
+# --- statements per request --------------------------------------------------------------------
+
+
+def count_statements(server, env) -> dict:
+    command = [sys.executable, "-m", "tests.bench.statements", server.order_url]
+    if login_needed(server.name):
+        command.append("--login")
+    done = subprocess.run(command, cwd=stack.ROOT, env={**env, "DJANGO_SETTINGS_MODULE": server.settings_module},
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"counting statements for {server.name} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --- edge cases: other customer, other body, handler exception ----------------------------------
+
+FAULT_SQL = """
+CREATE TABLE IF NOT EXISTS bench_fault (key uuid PRIMARY KEY);
+CREATE OR REPLACE FUNCTION bench_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM bench_fault WHERE key = NEW.idempotency_key) THEN
+        RAISE EXCEPTION 'bench: the handler failed (injected for key %)', NEW.idempotency_key;
+    END IF;
+    RETURN NEW;
+END $$;
+DROP TRIGGER IF EXISTS bench_fault ON orders_order;
+CREATE TRIGGER bench_fault BEFORE INSERT ON orders_order FOR EACH ROW EXECUTE FUNCTION bench_fault();
+"""
+
+
+def edge_cases(server) -> dict:
+    """The same handler failure for every implementation: a trigger makes the order INSERT raise
+    for one key (a real database error inside the handler), then the key is cleared and retried."""
+    sql(FAULT_SQL)
+    other_customer, other_body, failing = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    sql("INSERT INTO bench_fault (key) VALUES (%s)", [failing])
+
+    async def scenario():
+        first, second = await make_shoppers(server, 2)
+        answers = {}
+        a1, b1 = await first.order(other_customer), None
+        b1 = await second.order(other_customer)
+        answers["customer"] = (a1, b1, first.customer_id, second.customer_id)
+        answers["body"] = (await first.order(other_body), await first.order(other_body, OTHER_BODY))
+        failed = await first.order(failing)
+        await asyncio.to_thread(clear_fault, failing)
+        answers["exception"] = (failed, await first.order(failing))
+        for shopper in (first, second):
+            await shopper.close()
+        return answers
+
+    answers = asyncio.run(scenario())
+    sql("DROP TRIGGER IF EXISTS bench_fault ON orders_order")
+    counts = orders_per_key([other_customer, other_body, failing])
+    a1, b1, _a_id, b_id = answers["customer"]
+    from orders.models import Order
+
+    leaked = b1.status_code < 300 and order_id(b1) == order_id(a1)
+    b_orders = Order.objects.filter(idempotency_key=other_customer, customer_id=b_id).count()
+    customer = {"first": a1.status_code, "second": b1.status_code, "leaked": leaked, "second_orders": b_orders,
+                "verdict": "ok: own order" if (b1.status_code == 201 and not leaked and b_orders == 1)
+                else ("LEAK: got the other customer's order" if leaked
+                      else f"wrong: {b1.status_code}, {b_orders} orders")}
+    first_body, second_body = answers["body"]
+    n = counts[other_body]
+    body = {"first": first_body.status_code, "second": second_body.status_code, "orders": n,
+            "verdict": f"ok: {second_body.status_code}" if (400 <= second_body.status_code < 500 and n == 1)
+            else (f"DUPLICATE: {n} orders" if n > 1 else f"wrong: {second_body.status_code}")}
+    failed, retried = answers["exception"]
+    n = counts[failing]
+    exception = {"first": failed.status_code, "retry": retried.status_code, "orders": n,
+                 "verdict": "ok: retry made it" if (failed.status_code >= 500 and retried.status_code == 201 and n == 1)
+                 else (f"STUCK: retry got {retried.status_code}" if n == 0
+                       else f"wrong: {failed.status_code}/{retried.status_code}, {n} orders")}
+    return {"customer": customer, "body": body, "exception": exception}
+
+
+def clear_fault(key) -> None:
+    from django.db import connection
+
+    sql("DELETE FROM bench_fault WHERE key = %s", [key])
+    connection.close()
+
+
+def order_id(response):
+    try:
+        return response.json().get("id")
+    except (ValueError, AttributeError):
+        return None
+
+
+# --- the retry that arrives while the first request is still running -----------------------------
+
+
+class SlowCases:
+    """Per implementation: a slow first request, a retry while it still runs, a last retry after."""
+
+    def __init__(self, servers, slow_seconds: float, retry_after: float):
+        self.servers, self.slow_seconds, self.retry_after = dict(servers), slow_seconds, retry_after
+        self.answers: dict = {}
+        self.keys = {name: uuid.uuid4() for name in servers}
+
+    def start(self) -> SlowCases:
+        self.thread = threading.Thread(target=lambda: self.answers.update(asyncio.run(self._all())), daemon=True)
+        self.thread.start()
+        return self
+
+    async def _all(self) -> dict:
+        names = list(self.servers)
+        done = await asyncio.gather(*(self._one(self.servers[name], self.keys[name]) for name in names))
+        return dict(zip(names, done, strict=True))
+
+    async def _one(self, server, key) -> dict:
+        (shopper,) = await make_shoppers(server, 1)
+        first = asyncio.create_task(shopper.order(key, extra_headers=SLOW_HEADER))
+        await asyncio.sleep(self.retry_after)
+        started = time.perf_counter()
+        retry = await shopper.order(key)
+        retry_ms = (time.perf_counter() - started) * 1000
+        first = await first
+        last = await shopper.order(key)
+        await shopper.close()
+        return {"first": first.status_code, "retry": retry.status_code, "retry_ms": retry_ms,
+                "last": last.status_code}
+
+    def join(self) -> dict:
+        self.thread.join(timeout=self.slow_seconds + 120)
+        counts = orders_per_key(self.keys.values())
+        for name, answer in self.answers.items():
+            n = answer["orders"] = counts[self.keys[name]]
+            answer["verdict"] = (f"ok: retry got {answer['retry']}, 1 order" if n == 1
+                                 else f"DUPLICATE: {n} orders" if n > 1 else "no order")
+        return self.answers
+
+
+# --- (d) storms ----------------------------------------------------------------------------------
+
+
+def storm(server, plan: Plan) -> dict:
+    keys = [uuid.uuid4() for _ in range(plan.storm_keys)]
+
+    async def run() -> Result:
+        total = Result()
+        for key in keys:
+            (shopper,) = await shoppers(server.base_url, server.order_url, 1, connections=plan.storm_size,
+                                        login=login_needed(server.name))
+            total = total.merge(await drive([(shopper, key, None)] * plan.storm_size, plan.storm_size))
+            await shopper.close()
+        return total
+
+    result = asyncio.run(run())
+    counts = orders_per_key(keys)
+    created = sum(counts.values())
+    return {"result": result, "orders": created, "duplicates": sum(max(0, counts[k] - 1) for k in keys),
+            "keys_without_order": sum(1 for k in keys if counts[k] == 0)}
+
+
+# --- (a), (b), (c) and the peers' (b), (c) ----------------------------------------------------------
+
+
+def throughput(servers, plan: Plan, found: Findings) -> None:
+    """(a), (b), (c) for ours and (b), (c) for each peer, interleaved round by round: the machine is
+    shared, so a drift in its load hits every implementation alike instead of the one measured then."""
+    figures = [("a", OURS), *[("b", name) for name in stack.IMPLEMENTATIONS]]
+
+    async def run() -> dict:
+        pools = {}
+        for case, name in figures:
+            pools[(case, name)] = await make_shoppers(servers[name], plan.concurrency, idempotency=case != "a")
+            await drive([(pool, uuid.uuid4(), None) for pool in pools[(case, name)] for _ in range(2)],
+                        plan.concurrency)
+        rounds, finished = {}, {}
+        for _ in range(plan.rounds):
+            for figure in figures:
+                pool = pools[figure]
+                calls = [(pool[i % len(pool)], uuid.uuid4(), None) for i in range(plan.requests)]
+                rounds.setdefault(figure, []).append(await drive(calls, plan.concurrency))
+                finished.setdefault(figure[1], []).extend(calls) if figure[0] == "b" else None
+        for index in range(plan.rounds):
+            for name in stack.IMPLEMENTATIONS:
+                calls = finished[name][index * plan.requests:(index + 1) * plan.requests]
+                rounds.setdefault(("c", name), []).append(await drive(calls, plan.concurrency))
+        for pool in pools.values():
+            for shopper in pool:
+                await shopper.close()
+        return rounds
+
+    for figure, results in asyncio.run(run()).items():
+        found.results[figure] = merge(results)
+    for name in stack.IMPLEMENTATIONS:
+        log(f"{name}: " + ", ".join(f"{case} {found.results[(case, name)].ok_throughput:.0f} 2xx/s "
+                                    f"{dict(found.results[(case, name)].statuses)}"
+                                    for case in "abc" if (case, name) in found.results))
+
+
+def merge(results: list[Result]) -> Result:
+    total = Result()
+    for result in results:
+        total = total.merge(result)
+    return total
+
+
+# --- (e) the key store at scale, and the purge ------------------------------------------------------
+
+FILL_SQL = """
+INSERT INTO orders_idempotencyrecord
+    (scope, owner, key, fingerprint, request, response_status, response_body, response_headers, created_at)
+SELECT 'orders.create',
+       md5((i %% 50000)::text)::uuid::text,
+       gen_random_uuid()::text,
+       encode(sha256(i::text::bytea), 'hex'),
+       '{"items": [{"cake": "strawberry-shortcake", "quantity": 1}], "note": ""}'::jsonb,
+       201,
+       convert_to(rpad('{"id": ' || i || ', "status": "placed", "items": []', 640, ' '), 'UTF8'),
+       '{"Content-Type": "application/json"}'::jsonb,
+       CASE WHEN random() < %s THEN now() - interval '2 days' - random() * interval '1 day'
+            ELSE now() - random() * interval '20 hours' END
+FROM generate_series(1, %s) AS i
+"""
+
+
+def scale(server, plan: Plan, found: Findings) -> None:
+    from django.conf import settings
+    from django.db import connection
+
+    for target in plan.scales:
+        existing = sql("SELECT count(*) FROM orders_idempotencyrecord", fetch=True)[0][0]
+        started = time.perf_counter()
+        sql(FILL_SQL, [plan.expired_share, max(0, target - existing)])
+        sql("ANALYZE orders_idempotencyrecord")
+        fill_seconds = time.perf_counter() - started
+        total = sql("SELECT count(*) FROM orders_idempotencyrecord", fetch=True)[0][0]
+        lookup = lookup_latency()
+        replays = asyncio.run(replay_keys(server, plan.scale_replays, plan))
+        found.results[(f"e-replay-{target}", OURS)] = replays
+        expired = sql("SELECT count(*) FROM orders_idempotencyrecord "
+                      "WHERE created_at < now() - %s * interval '1 second'",
+                      [settings.IDEMPOTENCY_KEY_TTL], fetch=True)[0][0]
+        purge = purge_while_ordering(server, plan)
+        connection.close()
+        found.results[(f"e-during-purge-{target}", OURS)] = purge["orders"]
+        row = {"target": target, "keys": total, "fill_seconds": fill_seconds, "lookup": lookup, "expired": expired,
+               **{k: v for k, v in purge.items() if k != "orders"}}
+        found.scale.append(row)
+        log(f"scale {total} keys: lookup p50 {lookup['p50']:.2f} ms p99 {lookup['p99']:.2f} ms, replay p50 "
+            f"{replays.p50:.1f} ms; purged {purge['purged']} in {purge['seconds']:.1f} s ({purge['batches']} batches)")
+
+
+def lookup_latency(samples: int = 1000) -> dict:
+    """The layer's own lookup (orders.idempotency._lookup), timed in-process for random stored keys."""
+    from orders.idempotency import Guard, _lookup
+
+    rows = sql("SELECT owner, key FROM orders_idempotencyrecord ORDER BY random() LIMIT %s", [samples], fetch=True)
+    times = []
+    for owner, key in rows:
+        guard = Guard(scope="orders.create", owner=owner, key=key, source="api")
+        started = time.perf_counter()
+        assert _lookup(guard) is not None
+        times.append((time.perf_counter() - started) * 1000)
+    return {"p50": percentile(times, 50), "p99": percentile(times, 99), "count": len(times)}
+
+
+async def replay_keys(server, count: int, plan: Plan) -> Result:
+    """Replays over HTTP: new customers finish ``count`` keys, then send each one again (timed)."""
+    pool = await make_shoppers(server, plan.concurrency)
+    calls = [(pool[i % len(pool)], uuid.uuid4(), None) for i in range(count)]
+    await drive(calls, plan.concurrency)
+    result = await drive(calls, plan.concurrency)
+    for shopper in pool:
+        await shopper.close()
+    return result
+
+
+def purge_while_ordering(server, plan: Plan) -> dict:
+    from django.conf import settings
+    from django.db import connection
+
+    from orders.keys import purge_expired_keys
+
+    async def run():
+        pool = await make_shoppers(server, 8)
+        done = asyncio.Event()
+        result = Result()
+
+        async def lane(shopper):
+            while not done.is_set():
+                started = time.perf_counter()
+                response = await shopper.order(uuid.uuid4())
+                result.latencies.append((time.perf_counter() - started) * 1000)
+                result.statuses[response.status_code] += 1
+
+        def purge():
+            try:
+                began = time.perf_counter()
+                purged = purge_expired_keys()
+                return purged, time.perf_counter() - began
+            finally:
+                connection.close()
+
+        lanes = [asyncio.create_task(lane(s)) for s in pool]
+        await asyncio.sleep(0.5)
+        began = time.perf_counter()
+        purged, seconds = await asyncio.to_thread(purge)
+        done.set()
+        await asyncio.gather(*lanes)
+        result.elapsed = time.perf_counter() - began + 0.5
+        for shopper in pool:
+            await shopper.close()
+        return purged, seconds, result
+
+    purged, seconds, orders = asyncio.run(run())
+    batch = settings.IDEMPOTENCY_PURGE_BATCH
+    return {"purged": purged, "seconds": seconds, "batches": purged // batch + 1, "batch_size": batch,
+            "orders": orders}
+
+
+# --- (f) the back office ------------------------------------------------------------------------------
+
+TASKS = ["payments.capture_payment", "payments.issue_invoice", "payments.send_confirmation"]
+
+
+def back_office(server, worker, plan: Plan, found: Findings) -> None:
+    import redis
+    from django.conf import settings
+
+    from bakery.celery import app
+
+    app.loader.import_default_modules()
+    missing = [name for name in TASKS if name not in app.tasks]
+    if missing:
+        found.back_office = {"missing": missing}
+        log(f"(f) skipped: the Celery app has no {', '.join(missing)} yet")
+        return
+    # Every order of the earlier phases queued a payment task with no worker running: start clean.
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    worker.start()
+    from orders.models import Event, Order
+    from payments.models import Charge, EmailReceipt, Invoice, ProviderCharge
+
+    async def place() -> list[int]:
+        pool = await make_shoppers(server, 8)
+        result = await drive([(pool[i % len(pool)], uuid.uuid4(), None) for i in range(plan.fulfil_orders)], 8,
+                             keep_bodies=True)
+        for shopper in pool:
+            await shopper.close()
+        return [json.loads(body)["id"] for _key, status, body in result.bodies if status == 201]
+
+    ids = asyncio.run(place())
+    orders = Order.objects.filter(pk__in=ids)
+    deadline = time.monotonic() + (300 if not plan.quick else 60)
+    while time.monotonic() < deadline:
+        settled = orders.filter(status__in=[Order.Status.NOTIFIED, Order.Status.PAYMENT_FAILED]).count()
+        if settled == len(ids):
+            break
+        time.sleep(0.25)
+    from django.db.models import Max, Min
+
+    notified = orders.filter(status=Order.Status.NOTIFIED)
+    span = notified.aggregate(first=Min("created_at"), last=Max("updated_at"))
+    seconds = (span["last"] - span["first"]).total_seconds() if span["last"] else float("nan")
+    provider_before = ProviderCharge.objects.count()
+
+    since = datetime.now(UTC)
+    for order_pk in ids:
+        for name in TASKS:
+            app.send_task(name, args=[order_pk])
+    expected, last_seen, quiet_since = 3 * len(ids), -1, time.monotonic()
+    deadline = time.monotonic() + (180 if not plan.quick else 45)
+    kinds = [Event.Kind.DEDUPE, Event.Kind.REPLAY]
+    while time.monotonic() < deadline:
+        seen = Event.objects.filter(created_at__gte=since, kind__in=kinds, order_id__in=ids).count()
+        if seen >= expected:
+            break
+        if seen != last_seen:
+            last_seen, quiet_since = seen, time.monotonic()
+        elif time.monotonic() - quiet_since > 15:
+            break
+        time.sleep(0.25)
+    dedupe_seconds = (datetime.now(UTC) - since).total_seconds()
+    events = Counter(Event.objects.filter(created_at__gte=since, order_id__in=ids).values_list("kind", flat=True))
+
+    def per_order(model) -> Counter:
+        return Counter(Counter(model.objects.filter(order_id__in=ids).values_list("order_id", flat=True)).values())
+
+    found.back_office = {
+        "orders": len(ids), "notified": notified.count(), "seconds": seconds,
+        "per_second": notified.count() / seconds if seconds and not math.isnan(seconds) else float("nan"),
+        "statuses": Counter(orders.values_list("status", flat=True)),
+        "redelivered": 3 * len(ids), "dedupe_events": events.get(Event.Kind.DEDUPE, 0),
+        "replay_events": events.get(Event.Kind.REPLAY, 0), "other_events": {k: v for k, v in events.items()
+                                                                          if k not in kinds},
+        "dedupe_seconds": dedupe_seconds,
+        "charges": per_order(Charge), "invoices": per_order(Invoice), "emails": per_order(EmailReceipt),
+        "provider_charges_added": ProviderCharge.objects.count() - provider_before,
+    }
+    log(f"(f) {found.back_office['notified']}/{len(ids)} notified, {found.back_office['per_second']:.1f}/s; "
+        f"redelivered {3 * len(ids)}: events {dict(events)}")
+
+
+def machine() -> dict:
+    memory = "?"
+    try:
+        with open("/proc/meminfo") as handle:
+            kib = int(handle.readline().split()[1])
+            memory = f"{kib / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cores": os.cpu_count(), "memory": memory, "cpu": cpu, "python": platform.python_version()}

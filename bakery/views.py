@@ -48,20 +48,19 @@ def cake_detail(request, slug):
     )
 
 
+def _page_or_partial(request, name: str, context: dict):
+    """The full page on a normal request, the named htmx partial when htmx polls for it."""
+    return render(request, f"bakery/{'_' if request.htmx else ''}{name}.html", context)
+
+
 @require_GET
 def kitchen(request):
-    context = _kitchen_context(request.customer)
-    if request.htmx:
-        return render(request, "bakery/_kitchen.html", context)
-    return render(request, "bakery/kitchen.html", context)
+    return _page_or_partial(request, "kitchen", _kitchen_context(request.customer))
 
 
 @require_GET
 def timeline(request):
-    context = _timeline_context(request.customer)
-    if request.htmx:
-        return render(request, "bakery/_timeline.html", context)
-    return render(request, "bakery/timeline.html", context)
+    return _page_or_partial(request, "timeline", _timeline_context(request.customer))
 
 
 @require_POST

@@ -79,6 +79,18 @@ def worker_environment() -> dict:
     return env
 
 
+def stop_process(process: subprocess.Popen | None, grace: float = 15) -> None:
+    """SIGTERM (a clean shutdown), then SIGKILL if it is still there after ``grace`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class CeleryWorker:
     """A real `celery worker` process on the real broker, started and stopped by a test."""
 
@@ -118,13 +130,7 @@ class CeleryWorker:
             self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace=20)
         if getattr(self, "log", None):
             self.log.close()
 
@@ -182,12 +188,7 @@ class BakeryServer:
         raise RuntimeError(f"gunicorn did not answer within 60 s; see {self.log_path}")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         self.log.close()
 
 

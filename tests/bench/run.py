@@ -85,9 +85,9 @@ def main(*, quick: bool, slow_seconds: float, retry_after: float, write_doc: boo
 
         django.setup()
         stack.migrate(env)
-        servers = {name: stack.Server(name, env, log_dir, slow_seconds).start() for name in stack.IMPLEMENTATIONS}
+        servers = {name: stack.Server(name, env, log_dir, slow_seconds).launch() for name in stack.IMPLEMENTATIONS}
         for server in servers.values():
-            server.wait_ready()
+            server.wait_ready(timeout=90)
         found.timings["setup"] = time.monotonic() - began
         log(f"stack up in {found.timings['setup']:.0f} s: " + ", ".join(f"{n} :{s.port}" for n, s in servers.items()))
 
@@ -137,7 +137,7 @@ def login_needed(name: str) -> bool:
 
 
 def make_shoppers(server, count: int, **start) -> list[Shopper]:
-    return shoppers(server.base_url, server.order_url, count, login=login_needed(server.name), **start)
+    return shoppers(server.url, server.order_url, count, login=login_needed(server.name), **start)
 
 
 # --- database helpers (main thread, outside the event loop) ------------------------------------
@@ -304,7 +304,7 @@ def storm(server, plan: Plan) -> dict:
     async def run() -> Result:
         total = Result()
         for key in keys:
-            (shopper,) = await shoppers(server.base_url, server.order_url, 1, connections=plan.storm_size,
+            (shopper,) = await shoppers(server.url, server.order_url, 1, connections=plan.storm_size,
                                         login=login_needed(server.name))
             total = total.merge(await drive([(shopper, key, None)] * plan.storm_size, plan.storm_size))
             await shopper.close()

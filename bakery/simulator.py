@@ -43,6 +43,24 @@ LAB = {
     "worker": "lab-4-crashed-worker",
     "changed": "lab-5-changed-order",
 }
+# What the layer (or, for ``rejected``, the API) decided, drawn as one arrow:
+# (label, short label, lab, tone, badge, what just happened). {fields} and {reason} come from the event.
+DECISION_ROWS = {
+    Kind.NEW: ("new key", "new", "fix", "", "new",
+               "The idempotency layer had never seen this key, so it claimed it and let the order through."),
+    Kind.REPLAY: ("seen it: replay", "seen", "fix", "saved", "replay",
+                  "Same key, same order, already done: the layer returned the stored answer. "
+                  "No new cake, no new charge."),
+    Kind.CONFLICT: ("key still in use", "busy", "slow", "saved", "conflict",
+                    "The first attempt with this key was still being baked, so this one waited, "
+                    "then got 409 with Retry-After instead of baking a second cake."),
+    Kind.MISMATCH: ("same key, other order", "other", "changed", "error", "mismatch",
+                    "This key was first used for a different order ({fields} differ). "
+                    "The bakery refused with 422 rather than guess."),
+    Kind.UNGUARDED: ("switched off: no check", "off", "break", "warn", "idempotency off",
+                     "Idempotency is off, so the API did not look at the key and went straight to the kitchen."),
+    Kind.REJECTED: ("400 bad request", "400", "fix", "error", "rejected", "The API refused the request: {reason}"),
+}
 DEFAULT_DOCS_URL = "/docs/workshop/"  # docs/workshop.md, served by bakery.docs
 STEP_DONE = {"payment": "payment captured", "invoice": "invoice issued", "email": "confirmation sent"}
 
@@ -273,99 +291,25 @@ def _rows(intent: Intent) -> list[Row]:
             ),
         )
         kind = decision.kind
-        if kind == Kind.NEW:
-            add(
-                start,
-                Row(
-                    API,
-                    LAYER,
-                    "new key",
-                    short="new",
-                    lab=LAB["fix"],
-                    at=start,
-                    badge="new",
-                    said="The idempotency layer had never seen this key, so it claimed it and let the order through.",
+        label, short, lab, tone, badge, said = DECISION_ROWS[kind]
+        add(
+            start,
+            Row(
+                API,
+                BROWSER if kind == Kind.REJECTED else LAYER,
+                label,
+                short=short,
+                lab=LAB[lab],
+                at=start,
+                tone=tone,
+                badge=badge,
+                said=said.format(
+                    fields=", ".join(decision.detail.get("fields") or []) or "the body",
+                    reason=decision.detail.get("reason", "invalid"),
                 ),
-            )
-        elif kind == Kind.REPLAY:
-            add(
-                start,
-                Row(
-                    API,
-                    LAYER,
-                    "seen it: replay",
-                    short="seen",
-                    lab=LAB["fix"],
-                    at=start,
-                    tone="saved",
-                    badge="replay",
-                    said="Same key, same order, already done: the layer returned the stored answer. "
-                    "No new cake, no new charge.",
-                ),
-            )
-        elif kind == Kind.CONFLICT:
-            add(
-                start,
-                Row(
-                    API,
-                    LAYER,
-                    "key still in use",
-                    short="busy",
-                    lab=LAB["slow"],
-                    at=start,
-                    tone="saved",
-                    badge="conflict",
-                    said="The first attempt with this key was still being baked, so this one waited, "
-                    "then got 409 with Retry-After instead of baking a second cake.",
-                ),
-            )
-        elif kind == Kind.MISMATCH:
-            fields = ", ".join(decision.detail.get("fields") or []) or "the body"
-            add(
-                start,
-                Row(
-                    API,
-                    LAYER,
-                    "same key, other order",
-                    short="other",
-                    lab=LAB["changed"],
-                    at=start,
-                    tone="error",
-                    badge="mismatch",
-                    said=f"This key was first used for a different order ({fields} differ). "
-                    "The bakery refused with 422 rather than guess.",
-                ),
-            )
-        elif kind == Kind.UNGUARDED:
-            add(
-                start,
-                Row(
-                    API,
-                    LAYER,
-                    "switched off: no check",
-                    short="off",
-                    lab=LAB["break"],
-                    at=start,
-                    tone="warn",
-                    badge="idempotency off",
-                    said="Idempotency is off, so the API did not look at the key and went straight to the kitchen.",
-                ),
-            )
-        elif kind == Kind.REJECTED:
-            add(
-                start,
-                Row(
-                    API,
-                    BROWSER,
-                    "400 bad request",
-                    short="400",
-                    lab=LAB["fix"],
-                    at=start,
-                    tone="error",
-                    badge="rejected",
-                    said=f"The API refused the request: {decision.detail.get('reason', 'invalid')}",
-                ),
-            )
+            ),
+        )
+        if kind == Kind.REJECTED:
             continue
 
         if attempt.stored is not None:

@@ -9,7 +9,7 @@ call one of them and render. Learners are anonymous session customers, so "staff
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -35,44 +35,42 @@ PREVENTED_KINDS = (Event.Kind.REPLAY, Event.Kind.CONFLICT, Event.Kind.DEDUPE)
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
 
-@dataclass
-class LearnerRow:
+@dataclass(kw_only=True)
+class Counts:
+    """What the dashboard counts, for one learner or summed over the room."""
+
+    orders: int = 0
+    cakes: int = 0
+    duplicate_cakes: int = 0
+    replays: int = 0
+    conflicts: int = 0
+    dedupes: int = 0
+    charges: int = 0
+    invoices: int = 0
+
+    @property
+    def prevented(self) -> int:
+        return self.replays + self.conflicts + self.dedupes
+
+    def add(self, other: Counts) -> None:
+        for counter in fields(Counts):
+            setattr(self, counter.name, getattr(self, counter.name) + getattr(other, counter.name))
+
+
+@dataclass(kw_only=True)
+class LearnerRow(Counts):
     customer_id: str
     label: str
     idempotency_enabled: bool
     last_scenario: str
     active_at: datetime
-    orders: int = 0
-    cakes: int = 0
-    duplicate_cakes: int = 0
-    replays: int = 0
-    conflicts: int = 0
-    dedupes: int = 0
-    charges: int = 0
-    invoices: int = 0
-
-    @property
-    def prevented(self) -> int:
-        return self.replays + self.conflicts + self.dedupes
 
 
-@dataclass
-class RoomTotals:
+@dataclass(kw_only=True)
+class RoomTotals(Counts):
     learners: int = 0
-    orders: int = 0
-    cakes: int = 0
-    duplicate_cakes: int = 0
-    replays: int = 0
-    conflicts: int = 0
-    dedupes: int = 0
-    charges: int = 0
-    invoices: int = 0
     learners_with_duplicates: int = 0
     scenarios: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def prevented(self) -> int:
-        return self.replays + self.conflicts + self.dedupes
 
 
 # --- selectors ---------------------------------------------------------------------------------
@@ -164,8 +162,7 @@ def room_totals(rows: list[LearnerRow]) -> RoomTotals:
     totals = RoomTotals(learners=len(rows))
     scenarios: dict[str, int] = defaultdict(int)
     for row in rows:
-        for name in ("orders", "cakes", "duplicate_cakes", "replays", "conflicts", "dedupes", "charges", "invoices"):
-            setattr(totals, name, getattr(totals, name) + getattr(row, name))
+        totals.add(row)
         totals.learners_with_duplicates += row.duplicate_cakes > 0
         if row.last_scenario:
             scenarios[row.last_scenario] += 1

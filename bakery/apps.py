@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class BakeryConfig(AppConfig):
     name = "bakery"
     verbose_name = "Storefront"
+
+    def ready(self):
+        from bakery import tunnel
+        from orders.signals import idempotent_handler_starting
+
+        idempotent_handler_starting.connect(tunnel.slow_bakery, dispatch_uid="tunnel-slow-bakery")

@@ -1,4 +1,8 @@
-"""RFC 9457 problem details with stable ``type`` URIs, explained at /docs/problems/#<slug>."""
+"""RFC 9457 problem details with stable ``type`` URIs and the same slug as a ``code`` member.
+
+Every type is explained at /api/problems/. ``code`` lets a client branch on the kind of problem
+without parsing a URI.
+"""
 
 from __future__ import annotations
 
@@ -63,7 +67,7 @@ def problem(slug: str, detail: str, *, headers: dict | None = None, status: int 
             **extra) -> HttpResponse:
     default_status, title = PROBLEMS[slug]
     status = status or default_status
-    body = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail, **extra}
+    body = {"type": TYPE_BASE + slug, "code": slug, "title": title, "status": status, "detail": detail, **extra}
     response = HttpResponse(json.dumps(body), status=status, content_type=PROBLEM_CONTENT_TYPE)
     for name, value in (headers or {}).items():
         response[name] = value
@@ -129,6 +133,6 @@ def problem_catalogue(request):
     from django.http import JsonResponse
 
     return JsonResponse({"problems": [
-        {"type": TYPE_BASE + slug, "status": status, "title": title, "advice": ADVICE[slug]}
+        {"type": TYPE_BASE + slug, "code": slug, "status": status, "title": title, "advice": ADVICE[slug]}
         for slug, (status, title) in PROBLEMS.items()
     ]})

@@ -1,4 +1,4 @@
-"""The bench itself: every measurement of issue 7, in one run, on the real stack.
+"""The bench itself: every measurement of `make bench`, in one run, on the real stack.
 
 Ours and each peer get the same gunicorn (several gthread workers), the same PostgreSQL and Redis,
 the same handler and the same load generator. The phases run in this order, so that the 35 s

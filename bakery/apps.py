@@ -6,7 +6,7 @@ class BakeryConfig(AppConfig):
     verbose_name = "Storefront"
 
     def ready(self):
-        from bakery import tunnel
+        from bakery.storefront import tunnel
         from orders.signals import idempotent_handler_starting
 
         idempotent_handler_starting.connect(tunnel.slow_bakery, dispatch_uid="tunnel-slow-bakery")

@@ -15,6 +15,7 @@ import sys
 import time
 
 from bakery import engines
+from bakery.workshop.qr import qr_terminal
 
 
 def lan_address() -> str | None:
@@ -97,8 +98,6 @@ def main(argv=None) -> int:
 
     print(f"\n  Freed's Bakery is open at {url}", flush=True)
     if args.host in ("0.0.0.0", "::"):
-        from bakery.qr import qr_terminal
-
         print(f"  Learners: scan this or open {url} on the room's Wi-Fi", flush=True)
         print(qr_terminal(url), flush=True)
         print(f"  Facilitator dashboard: {url}workshop/ (staff login)", flush=True)

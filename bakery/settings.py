@@ -54,7 +54,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "orders.customers.CustomerMiddleware",
-    "bakery.tunnel.TunnelMiddleware",
+    "bakery.storefront.tunnel.TunnelMiddleware",
 ]
 
 ROOT_URLCONF = "bakery.urls"
@@ -159,13 +159,20 @@ IDEMPOTENCY_KEY_TTL = int(os.environ.get("IDEMPOTENCY_KEY_TTL", 24 * 60 * 60))
 IDEMPOTENCY_WAIT_SECONDS = float(os.environ.get("IDEMPOTENCY_WAIT_SECONDS", 2.0))
 IDEMPOTENCY_PURGE_BATCH = int(os.environ.get("IDEMPOTENCY_PURGE_BATCH", 5000))
 
-# --- Tunnel simulator (bakery/tunnel.py) -----------------------------------------------------
+# --- Tunnel simulator (bakery/storefront/tunnel.py) -----------------------------------------------------
 TUNNEL_SIMULATOR_ENABLED = env_bool("TUNNEL_SIMULATOR_ENABLED", True)
 # The browser gives up on an attempt after this long (its fetch timeout)...
 TUNNEL_CLIENT_TIMEOUT_SECONDS = float(os.environ.get("TUNNEL_CLIENT_TIMEOUT_SECONDS", 2.5))
 # ...so the tunnel holds a lost answer longer than that, and the slow bakery is slower than that.
 TUNNEL_HOLD_SECONDS = float(os.environ.get("TUNNEL_HOLD_SECONDS", 5))
 TUNNEL_SLOW_SECONDS = float(os.environ.get("TUNNEL_SLOW_SECONDS", 4))
+
+# --- How a client retries an order (the simulator page and `manage.py tunnel`) --------------
+# Exponential backoff with "equal jitter": retry n waits between half and all of
+# min(CAP, BASE * 2^(n-1)) seconds, or the 409's Retry-After; at most MAX_ATTEMPTS automatic retries.
+CLIENT_RETRY_BASE_SECONDS = float(os.environ.get("CLIENT_RETRY_BASE_SECONDS", 1.0))
+CLIENT_RETRY_CAP_SECONDS = float(os.environ.get("CLIENT_RETRY_CAP_SECONDS", 8.0))
+CLIENT_RETRY_MAX_ATTEMPTS = int(os.environ.get("CLIENT_RETRY_MAX_ATTEMPTS", 8))
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL

@@ -38,7 +38,7 @@ def test_migrations_applied_on_postgresql():
 def test_demo_data_loads_twice_without_duplicates():
     from django.contrib.auth import get_user_model
 
-    from bakery.models import Cake
+    from orders.models import Cake
 
     call_command("load_initial_data", verbosity=0)
     call_command("load_initial_data", verbosity=0)

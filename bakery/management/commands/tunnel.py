@@ -27,7 +27,7 @@ import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from bakery.tunnel import HEADER, MODES, SLOW
+from bakery.storefront.tunnel import HEADER, MODES, SLOW
 
 SETTLED = {"notified", "payment_failed"}
 

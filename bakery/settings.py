@@ -1,15 +1,16 @@
 """Settings for Freed's Bakery, all from environment variables (see README "Configuration").
 
-DATABASE_URL and REDIS_URL pick the servers; when unset, bakery.engines starts real embedded
-PostgreSQL and Redis, so a laptop without services still runs the real thing.
+Settings describe; they start nothing. DATABASE_URL and REDIS_URL name the servers. Every entry
+point (manage.py, bakery.wsgi/asgi, the Celery app, `make demo`, the test session) first calls
+bakery.engines.start(), which starts real embedded PostgreSQL and Redis when they are unset, so a
+laptop without services still runs the real thing.
 """
 
 import os
 from pathlib import Path
 
 import dj_database_url
-
-from bakery import engines
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -75,7 +76,16 @@ TEMPLATES = [
     },
 ]
 
-_database = dj_database_url.parse(engines.database_url(), conn_max_age=60, conn_health_checks=True)
+def env_required(name: str) -> str:
+    if not os.environ.get(name):
+        raise ImproperlyConfigured(
+            f"{name} is not set. Start the bakery through an entry point (manage.py, make demo, gunicorn "
+            f"bakery.wsgi, celery -A bakery), which starts the embedded engines, or set {name}."
+        )
+    return os.environ[name]
+
+
+_database = dj_database_url.parse(env_required("DATABASE_URL"), conn_max_age=60, conn_health_checks=True)
 DATABASES = {
     "default": _database,
     # The fake payment provider is "another company": it writes through its own connection, so
@@ -83,7 +93,7 @@ DATABASES = {
     "provider": {**_database},
 }
 
-REDIS_URL = engines.redis_url()
+REDIS_URL = env_required("REDIS_URL")
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",

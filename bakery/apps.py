@@ -6,6 +6,7 @@ class BakeryConfig(AppConfig):
     verbose_name = "Storefront"
 
     def ready(self):
+        # Imported here: models and middleware modules may only be imported once the app registry is ready.
         from bakery.storefront import tunnel
         from orders.signals import idempotent_handler_starting
 

@@ -15,6 +15,7 @@ import sys
 import time
 
 from bakery import engines
+from bakery.management.commands.load_initial_data import ADMIN_PASSWORD, ADMIN_USERNAME
 from bakery.workshop.qr import qr_terminal
 
 
@@ -94,8 +95,6 @@ def main(argv=None) -> int:
 
     shown_host = lan_address() if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown_host or '127.0.0.1'}:{args.port}/"
-    from bakery.management.commands.load_initial_data import ADMIN_PASSWORD, ADMIN_USERNAME
-
     print(f"\n  Freed's Bakery is open at {url}", flush=True)
     if args.host in ("0.0.0.0", "::"):
         print(f"  Learners: scan this or open {url} on the room's Wi-Fi", flush=True)

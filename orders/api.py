@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse
+from django.middleware.csrf import get_token
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -141,8 +142,6 @@ class Me(CustomerAPIView):
 
     @extend_schema(responses=MeSerializer, summary="This browser's customer and its idempotency switch")
     def get(self, request):
-        from django.middleware.csrf import get_token
-
         get_token(request._request)  # sets the csrftoken cookie
         return Response(self._as_json(request.customer))
 

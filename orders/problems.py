@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import render
 from rest_framework import exceptions
 from rest_framework.views import exception_handler
 
@@ -118,20 +119,16 @@ def _flatten(detail, prefix="") -> str:
     return f"{prefix.rstrip('.')}: {detail}" if prefix else str(detail)
 
 
-def server_error(request):
+def server_error(request) -> HttpResponse:
     """handler500: API callers get problem+json, people get the styled page."""
     if request.path.startswith("/api/"):
         return problem("server-error", "Something went wrong in the bakery. Nothing was half-written: "
                                        "retry with the same Idempotency-Key.")
-    from django.shortcuts import render
-
     return render(request, "500.html", status=500)
 
 
-def problem_catalogue(request):
+def problem_catalogue(request) -> HttpResponse:
     """GET /api/problems/: every problem type this API answers with, and what to do about it."""
-    from django.http import JsonResponse
-
     return JsonResponse({"problems": [
         {"type": TYPE_BASE + slug, "code": slug, "status": status, "title": title, "advice": ADVICE[slug]}
         for slug, (status, title) in PROBLEMS.items()

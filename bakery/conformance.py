@@ -160,7 +160,7 @@ def idempotent(handler, *, scope: str = SCOPE):
         except _BadKey as bad:
             record_event(source=SCOPE, kind=Kind.REJECTED, key=(header or "")[:MAX_KEY_LENGTH], customer=customer,
                          scope=scope, reason=bad.detail[:300])
-            return problem(bad.slug, bad.detail, code=bad.slug)
+            return problem(bad.slug, bad.detail)
         guard = Guard(scope=scope, owner=str(customer.pk), key=key, source=SCOPE, customer_id=customer.pk)
         # What a retry must repeat: the method, the target and the exact body bytes.
         fingerprint_source = {"method": request.method, "target": request.get_full_path(),
@@ -184,12 +184,12 @@ def idempotent(handler, *, scope: str = SCOPE):
             return problem("idempotency-key-reused",
                            f"This key was first used with a different request ({', '.join(mismatch.fields)} "
                            "differ). Use a new key for a new request.",
-                           code="idempotency-key-reused", fields=mismatch.fields)
+                           fields=mismatch.fields)
         except KeyInFlight as busy:
             return problem("idempotency-key-in-use",
                            f"The first request with this key is still running. Retry in {busy.retry_after} s "
                            "with the same key to get its answer.",
-                           code="idempotency-key-in-use", headers={"Retry-After": str(busy.retry_after)})
+                           headers={"Retry-After": str(busy.retry_after)})
         return _as_http(outcome.response, replayed=outcome.replayed)
 
     return guarded

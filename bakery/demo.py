@@ -16,6 +16,8 @@ import sys
 import time
 
 from bakery import engines
+from bakery.management.commands.load_initial_data import ADMIN_PASSWORD, ADMIN_USERNAME
+from bakery.workshop.qr import qr_terminal
 
 
 def lan_address() -> str | None:
@@ -100,12 +102,8 @@ def main(argv=None) -> int:
 
     shown_host = lan_address() if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown_host or '127.0.0.1'}:{args.port}/"
-    from bakery.management.commands.load_initial_data import ADMIN_PASSWORD, ADMIN_USERNAME
-
     print(f"\n  Freed's Bakery is open at {url}", flush=True)
     if args.host in ("0.0.0.0", "::"):
-        from bakery.qr import qr_terminal
-
         print(f"  Learners: scan this or open {url} on the room's Wi-Fi", flush=True)
         print(qr_terminal(url), flush=True)
         print(f"  Facilitator dashboard: {url}workshop/ (staff login)", flush=True)

@@ -1,15 +1,16 @@
 """Settings for Freed's Bakery, all from environment variables (see README "Configuration").
 
-DATABASE_URL and REDIS_URL pick the servers; when unset, bakery.engines starts real embedded
-PostgreSQL and Redis, so a laptop without services still runs the real thing.
+Settings describe; they start nothing. DATABASE_URL and REDIS_URL name the servers. Every entry
+point (manage.py, bakery.wsgi/asgi, the Celery app, `make demo`, the test session) first calls
+bakery.engines.start(), which starts real embedded PostgreSQL and Redis when they are unset, so a
+laptop without services still runs the real thing.
 """
 
 import os
 from pathlib import Path
 
 import dj_database_url
-
-from bakery import engines
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -54,7 +55,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "orders.customers.CustomerMiddleware",
-    "bakery.tunnel.TunnelMiddleware",
+    "bakery.storefront.tunnel.TunnelMiddleware",
 ]
 
 ROOT_URLCONF = "bakery.urls"
@@ -75,7 +76,16 @@ TEMPLATES = [
     },
 ]
 
-_database = dj_database_url.parse(engines.database_url(), conn_max_age=60, conn_health_checks=True)
+def env_required(name: str) -> str:
+    if not os.environ.get(name):
+        raise ImproperlyConfigured(
+            f"{name} is not set. Start the bakery through an entry point (manage.py, make demo, gunicorn "
+            f"bakery.wsgi, celery -A bakery), which starts the embedded engines, or set {name}."
+        )
+    return os.environ[name]
+
+
+_database = dj_database_url.parse(env_required("DATABASE_URL"), conn_max_age=60, conn_health_checks=True)
 DATABASES = {
     "default": _database,
     # The fake payment provider is "another company": it writes through its own connection, so
@@ -83,7 +93,7 @@ DATABASES = {
     "provider": {**_database},
 }
 
-REDIS_URL = engines.redis_url()
+REDIS_URL = env_required("REDIS_URL")
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -164,11 +174,9 @@ IDEMPOTENCY_PURGE_INTERVAL_SECONDS = float(os.environ.get("IDEMPOTENCY_PURGE_INT
 # --- Metrics (/metrics, Prometheus text format; see orders/metrics.py) --------------------------
 # Staff sessions may always read /metrics; a scraper has no session, so its address goes here.
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "")
-# Set by the entry points (make demo, the tests, docker compose) so that every gunicorn and
-# Celery process writes its duration histograms where /metrics can sum them.
+# Made and emptied by the entry points (make demo, the tests, docker compose) so that every gunicorn
+# and Celery process writes its duration histograms where /metrics can sum them.
 PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
-if PROMETHEUS_MULTIPROC_DIR:
-    os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
 
 # --- Conformance fixture (bakery/conformance.py) ------------------------------------------------
 # Serve the public conformance suite's fixture routes under /conformance/ (tests and make demo).
@@ -177,13 +185,20 @@ CONFORMANCE_FIXTURE = env_bool("CONFORMANCE_FIXTURE", False)
 # answers a duplicate in flight with 409 at once; the order API waits IDEMPOTENCY_WAIT_SECONDS.
 CONFORMANCE_WAIT_SECONDS = float(os.environ.get("CONFORMANCE_WAIT_SECONDS", 0))
 
-# --- Tunnel simulator (bakery/tunnel.py) -----------------------------------------------------
+# --- Tunnel simulator (bakery/storefront/tunnel.py) -----------------------------------------------------
 TUNNEL_SIMULATOR_ENABLED = env_bool("TUNNEL_SIMULATOR_ENABLED", True)
 # The browser gives up on an attempt after this long (its fetch timeout)...
 TUNNEL_CLIENT_TIMEOUT_SECONDS = float(os.environ.get("TUNNEL_CLIENT_TIMEOUT_SECONDS", 2.5))
 # ...so the tunnel holds a lost answer longer than that, and the slow bakery is slower than that.
 TUNNEL_HOLD_SECONDS = float(os.environ.get("TUNNEL_HOLD_SECONDS", 5))
 TUNNEL_SLOW_SECONDS = float(os.environ.get("TUNNEL_SLOW_SECONDS", 4))
+
+# --- How a client retries an order (the simulator page and `manage.py tunnel`) --------------
+# Exponential backoff with "equal jitter": retry n waits between half and all of
+# min(CAP, BASE * 2^(n-1)) seconds, or the 409's Retry-After; at most MAX_ATTEMPTS automatic retries.
+CLIENT_RETRY_BASE_SECONDS = float(os.environ.get("CLIENT_RETRY_BASE_SECONDS", 1.0))
+CLIENT_RETRY_CAP_SECONDS = float(os.environ.get("CLIENT_RETRY_CAP_SECONDS", 8.0))
+CLIENT_RETRY_MAX_ATTEMPTS = int(os.environ.get("CLIENT_RETRY_MAX_ATTEMPTS", 8))
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL

@@ -6,7 +6,7 @@
 counts ``orders_event`` by kind and scope at scrape time. That is exact however many web and worker
 processes (or machines) there are, survives restarts, and agrees with the workshop dashboard,
 which counts the same rows. Deleted events ("Reset my bakery") are folded into
-``orders_decisiontally`` by a trigger first (migration 0002), so a counter never goes down.
+``orders_decisiontally`` by a trigger first (migration 0003), so a counter never goes down.
 
 **Durations are per process.** ``bakery_idempotency_layer_seconds`` is a histogram of the time a
 first request (``new``: the claim, the handler inside the layer's transaction, the stored answer)
@@ -18,10 +18,10 @@ a scrape sums them all.
 
 from __future__ import annotations
 
-import os
 import time
 from functools import wraps
 
+from django.conf import settings
 from django.db import connection
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
@@ -63,7 +63,7 @@ def decision_counts() -> dict[tuple[str, str], int]:
     """(decision, scope) -> how many, from the timeline plus the tally of deleted events."""
     kinds = [str(kind) for kind in COUNTED]
     with connection.cursor() as cursor:
-        # Keep the scope and weight expressions in step with the trigger in migration 0002.
+        # Keep the scope and weight expressions in step with the trigger in migration 0003.
         cursor.execute(
             f"""
             SELECT kind, scope, SUM(n) FROM (
@@ -103,7 +103,7 @@ class _ThisProcess:
 def exposition() -> bytes:
     """The whole /metrics page: counts from PostgreSQL, durations from every process."""
     registry = CollectorRegistry(auto_describe=False)
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if settings.PROMETHEUS_MULTIPROC_DIR:
         from prometheus_client import multiprocess
 
         multiprocess.MultiProcessCollector(registry)

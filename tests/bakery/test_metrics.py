@@ -103,8 +103,8 @@ def test_each_decision_of_the_order_api_is_counted_in_its_scope(staff, customer_
 
     after = decisions(read(staff))
     grew = {labels: after[labels] - before.get(labels, 0) for labels in after if after[labels] != before.get(labels)}
-    assert grew == {("new", ORDERS): 1, ("replay", ORDERS): 2, ("mismatch", ORDERS): 1, ("rejected", "api"): 1,
-                    ("unguarded", "api"): 1}
+    assert grew == {("new", ORDERS): 1, ("replay", ORDERS): 2, ("mismatch", ORDERS): 1, ("rejected", ORDERS): 1,
+                    ("unguarded", ORDERS): 1}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -290,4 +290,4 @@ def test_the_workshop_room_totals_and_the_metrics_agree():
     assert conflicts == counted[("conflict", ORDERS)]
     assert task_dedupes == sum(v for (kind, _), v in counted.items() if kind == "dedupe") >= 1
     assert int(totals["prevented"]) == replays + conflicts + task_dedupes
-    assert int(totals["orders"]) == counted[("new", ORDERS)] + counted[("unguarded", "api")] == 4
+    assert int(totals["orders"]) == counted[("new", ORDERS)] + counted[("unguarded", ORDERS)] == 4

@@ -27,7 +27,7 @@ DROP FUNCTION IF EXISTS orders_event_fold_deleted();
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orders', '0001_initial'),
+        ('orders', '0002_cake_and_outbox_move_to_orders'),
     ]
 
     operations = [

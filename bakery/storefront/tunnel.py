@@ -20,6 +20,7 @@ import time
 
 from django.conf import settings
 
+from orders.api import ORDER_KEY, ORDER_SCOPE
 from orders.events import Kind, record_event
 from orders.problems import problem
 
@@ -36,7 +37,7 @@ def mode_of(request) -> str | None:
 
 
 def _key_of(request) -> str:
-    return request.headers.get("Idempotency-Key", "").strip().strip('"')[:255]
+    return ORDER_KEY.parse_or_none(request.headers.get("Idempotency-Key")) or ""
 
 
 class TunnelMiddleware:
@@ -65,7 +66,8 @@ class TunnelMiddleware:
         return response
 
 
-def inside_handler(request) -> None:
-    """Called by the order handler while it holds the key: the slow bakery is slow here."""
-    if mode_of(request) == SLOW:
+def slow_bakery(sender, *, request, **kwargs) -> None:
+    """Connected to ``orders.signals.idempotent_handler_starting``: while the order handler holds
+    the key, the slow bakery is slow."""
+    if sender == ORDER_SCOPE and mode_of(request) == SLOW:
         time.sleep(settings.TUNNEL_SLOW_SECONDS)

@@ -2,21 +2,24 @@
 
 How it keeps its promise, in the order things happen:
 
-1. A finished key is replayed from its record with one SELECT and no transaction (the fast path).
+1. A finished key is replayed from its record by one statement in autocommit, which reads the
+   record and writes the replay's timeline event together (the fast path: one round trip).
 2. Otherwise, in one transaction with the handler, the layer INSERTs the key's record with
-   ``ON CONFLICT DO NOTHING``. PostgreSQL's unique index decides who owns the key. A second
-   request with the same key blocks inside that INSERT until the first commits or rolls back.
-   The wait is bounded by ``lock_timeout`` (IDEMPOTENCY_WAIT_SECONDS): past it the caller gets
-   :class:`KeyInFlight` (HTTP 409 + Retry-After; a task retries later).
+   ``ON CONFLICT DO NOTHING`` (and its ``new`` event, in the same statement). PostgreSQL's unique
+   index decides who owns the key. A second request with the same key blocks inside that INSERT
+   until the first commits or rolls back. The wait is bounded by ``lock_timeout``
+   (IDEMPOTENCY_WAIT_SECONDS), set by that same statement for itself alone: past it the caller
+   gets :class:`KeyInFlight` (HTTP 409 + Retry-After; a task retries later).
 3. The handler runs inside the same transaction and its response is written into the record. If
-   the handler raises, everything rolls back, the record included: the key is released and
-   nothing is half-written, so a retry can succeed.
+   the handler raises, everything rolls back, the record and its event included: the key is
+   released and nothing is half-written, so a retry can succeed.
 
 No lock ever expires: when a process dies mid-handler its connection closes, PostgreSQL rolls
 the transaction back, and the key is free again.
 
-Metrics (orders/metrics.py): each decision is a timeline event through :meth:`Guard.event`, and
-/metrics counts those rows; the two entry points are timed by ``@timed``, the layer's only hook.
+Metrics (orders/metrics.py): each decision is a timeline event (:meth:`Guard.event`, or written by
+the statement that made the decision), and /metrics counts those rows; the two entry points are
+timed by ``@timed``, the layer's only hook.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
+from django.utils import timezone
 
 from orders.events import Kind, record_event
 from orders.metrics import timed
-from orders.models import IdempotencyRecord
+from orders.models import Event, IdempotencyRecord
 
 LOCK_NOT_AVAILABLE = "55P03"
 
@@ -117,18 +121,11 @@ class Guard:
 def replay_if_finished(guard: Guard, request: dict) -> Outcome | None:
     """The fast path alone: the stored answer for a finished key, or None for a new or running one.
 
-    A caller may use it before its own validation, so that a replay costs one SELECT and
+    A caller may use it before its own validation, so that a replay costs one statement and
     nothing else (Stripe, too, answers a finished key before it validates again).
     Raises :class:`FingerprintMismatch` like :func:`run_once`.
     """
-    return _replay_finished(guard, request)
-
-
-def _replay_finished(guard: Guard, request: dict) -> Outcome | None:
-    finished = _lookup(guard)
-    if finished is None:
-        return None
-    return _replay(guard, finished, request, fingerprint_of(request))
+    return _replay_finished(guard, request, fingerprint_of(request))
 
 
 @timed
@@ -149,7 +146,7 @@ def run_once(
     """
     fingerprint = fingerprint_of(request)
     if not checked_finished:
-        replayed = _replay_finished(guard, request)
+        replayed = _replay_finished(guard, request, fingerprint)
         if replayed is not None:
             return replayed
 
@@ -159,8 +156,7 @@ def run_once(
             record_id = _claim(guard, request, fingerprint, wait)
             if record_id is None:
                 # The first request finished while we waited on its row lock.
-                return _replay(guard, _lookup(guard), request, fingerprint)
-            guard.event(Kind.NEW, scope=guard.scope)
+                return _replay_finished(guard, request, fingerprint)
             response = handler()
             IdempotencyRecord.objects.filter(pk=record_id).update(
                 response_status=response.status,
@@ -178,52 +174,80 @@ def run_once(
     return Outcome(Kind.NEW, response)
 
 
-def _lookup(guard: Guard) -> IdempotencyRecord | None:
-    return (
-        IdempotencyRecord.objects.filter(scope=guard.scope, owner=guard.owner, key=guard.key)
-        .only("fingerprint", "request", "response_status", "response_body", "response_headers")
-        .first()
-    )
+RECORDS, EVENTS = IdempotencyRecord._meta.db_table, Event._meta.db_table
+
+# One statement: the finished key's record, and (when the request matches it) the replay's
+# timeline event. A data-modifying WITH runs to completion whatever the outer SELECT reads.
+REPLAY_SQL = f"""
+WITH finished AS (
+    SELECT fingerprint, request, response_status, response_body, response_headers FROM {RECORDS}
+    WHERE scope = %(scope)s AND owner = %(owner)s AND key = %(key)s
+), noted AS (
+    INSERT INTO {EVENTS} (customer_id, key, source, kind, detail, created_at)
+    SELECT %(customer)s, %(key)s, %(source)s, '{Kind.REPLAY}', %(detail)s::jsonb, %(now)s
+    FROM finished WHERE fingerprint = %(fingerprint)s
+)
+SELECT fingerprint, request, response_status, response_body, response_headers FROM finished
+"""
+
+# One statement: the claim, bounded by its own lock_timeout, and the ``new`` event when it won.
+# set_config(..., true) is SET LOCAL: the FROM item runs before the row is inserted (so before any
+# wait on a running first request), RETURNING after it, so the handler's own statements do not
+# inherit the short wait. A conflict returns no row and writes no event.
+CLAIM_SQL = f"""
+WITH claimed AS (
+    INSERT INTO {RECORDS} (scope, owner, key, fingerprint, request, response_body, response_headers, created_at)
+    SELECT %(scope)s, %(owner)s, %(key)s, %(fingerprint)s, %(request)s::jsonb, ''::bytea, '{{}}'::jsonb, %(now)s
+    FROM (SELECT set_config('lock_timeout', %(wait)s, true)) AS bounded_wait
+    ON CONFLICT (scope, owner, key) DO NOTHING
+    RETURNING id, set_config('lock_timeout', '0', true)
+), noted AS (
+    INSERT INTO {EVENTS} (customer_id, key, source, kind, detail, created_at)
+    SELECT %(customer)s, %(key)s, %(source)s, '{Kind.NEW}', %(detail)s::jsonb, %(now)s FROM claimed
+)
+SELECT id FROM claimed
+"""
+
+
+def _statement_values(guard: Guard, **values) -> dict:
+    """What both statements bind: the key, and the event row as ``Guard.event`` would write it."""
+    return {"scope": guard.scope, "owner": guard.owner, "key": guard.key, "customer": guard.customer_id,
+            "source": guard.source, "detail": canonical_json({"scope": guard.scope}), "now": timezone.now(),
+            **values}
+
+
+def _replay_finished(guard: Guard, request: dict, fingerprint: str) -> Outcome | None:
+    with connection.cursor() as cursor:
+        cursor.execute(REPLAY_SQL, _statement_values(guard, fingerprint=fingerprint))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    stored_fingerprint, stored_request, status, body, headers = row
+    if stored_fingerprint != fingerprint:
+        fields = differing_fields(_json(stored_request), request)
+        guard.event(Kind.MISMATCH, scope=guard.scope, fields=fields)
+        raise FingerprintMismatch(fields or ["request"])
+    return Outcome(Kind.REPLAY, StoredResponse(status, bytes(body), _json(headers)))
+
+
+def _json(value):
+    # A raw cursor hands jsonb over as text (Django decodes it only for model fields).
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _claim(guard: Guard, request: dict, fingerprint: str, wait: float) -> int | None:
     """Insert the key's record, or return None if another transaction committed it first."""
-    table = IdempotencyRecord._meta.db_table
+    values = _statement_values(guard, fingerprint=fingerprint, request=canonical_json(request),
+                               wait=f"{max(1, int(wait * 1000))}ms")
     with connection.cursor() as cursor:
-        # SET cannot take a bind parameter; the value is a number we formatted ourselves.
-        cursor.execute(f"SET LOCAL lock_timeout = '{max(1, int(wait * 1000))}ms'")
         try:
-            cursor.execute(
-                f"""
-                INSERT INTO {table}
-                    (scope, owner, key, fingerprint, request, response_body, response_headers, created_at)
-                VALUES (%s, %s, %s, %s, %s, '', '{{}}', now())
-                ON CONFLICT (scope, owner, key) DO NOTHING
-                RETURNING id
-                """,
-                [guard.scope, guard.owner, guard.key, fingerprint, canonical_json(request)],
-            )
+            cursor.execute(CLAIM_SQL, values)
         except OperationalError as error:
             if getattr(error.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE:
                 raise KeyInFlight(retry_after=max(1, round(wait))) from error
             raise
         row = cursor.fetchone()
-        # The handler's own statements must not inherit the short wait.
-        cursor.execute("SET LOCAL lock_timeout = 0")
     return row[0] if row else None
-
-
-def _replay(guard: Guard, record: IdempotencyRecord, request: dict, fingerprint: str) -> Outcome:
-    if record.fingerprint != fingerprint:
-        stored = json.loads(record.request) if isinstance(record.request, str) else record.request
-        fields = differing_fields(stored, request)
-        guard.event(Kind.MISMATCH, scope=guard.scope, fields=fields)
-        raise FingerprintMismatch(fields or ["request"])
-    guard.event(Kind.REPLAY, scope=guard.scope)
-    return Outcome(
-        Kind.REPLAY,
-        StoredResponse(record.response_status, bytes(record.response_body), dict(record.response_headers)),
-    )
 
 
 __all__ = [

@@ -79,3 +79,30 @@ class OrderSerializer(serializers.ModelSerializer):
 
     def get_emails_sent(self, order) -> int:
         return 1 if getattr(order, "email_receipt", None) is not None else 0
+
+
+class PlacedOrderSerializer(OrderSerializer):
+    """An order as ``order_place`` just wrote it, answered without reading it back.
+
+    ``items`` are the order's lines as placed (each with its cake). Fulfilment only starts once
+    the order's transaction has committed (the outbox), so a placed order has no payment,
+    invoice or email yet. The body is the one ``GET /api/orders/<id>/`` shows at that moment.
+    """
+
+    items = serializers.SerializerMethodField()
+
+    def __init__(self, order: Order, *, items: list[OrderItem]):
+        super().__init__(order)
+        self.placed_items = items
+
+    def get_items(self, order) -> list[dict]:
+        return OrderItemSerializer(self.placed_items, many=True).data
+
+    def get_payment(self, order) -> None:
+        return None
+
+    def get_invoice(self, order) -> None:
+        return None
+
+    def get_emails_sent(self, order) -> int:
+        return 0

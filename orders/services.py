@@ -15,26 +15,29 @@ from orders.models import Customer, Event, IdempotencyRecord, Order, OrderItem
 from orders.outbox import enqueue
 
 
-@transaction.atomic
+# No savepoint of its own: inside a caller's transaction (the idempotency layer's) a failure
+# here rolls the whole of it back anyway, and nobody catches one to carry on.
+@transaction.atomic(savepoint=False)
 def order_place(*, customer: Customer, items: list[dict], note: str = "", idempotency_key=None,
-                idempotent: bool = True) -> Order:
+                idempotent: bool = True) -> tuple[Order, list[OrderItem]]:
     """Store an order with its items and hand fulfilment to the back office, all in one transaction.
 
     ``items`` are ``{"cake": Cake, "quantity": int}``. The first fulfilment task is written to the
     outbox in this same transaction, so an order can never exist without its payment step.
+    Returns the order and its items as written, so a caller can answer without reading them back.
     """
     total = sum((line["cake"].price * line["quantity"] for line in items), Decimal("0"))
     order = Order.objects.create(
         customer=customer, idempotency_key=idempotency_key, idempotent=idempotent, note=note, total=total
     )
-    OrderItem.objects.bulk_create(
+    placed = OrderItem.objects.bulk_create(
         OrderItem(order=order, cake=line["cake"], quantity=line["quantity"], unit_price=line["cake"].price)
         for line in items
     )
     record_event(source="order", kind=Kind.ORDER_STORED, key=idempotency_key or "", customer=customer, order=order,
                  cakes=sum(line["quantity"] for line in items))
     enqueue("payments.capture_payment", order.pk)
-    return order
+    return order, placed
 
 
 def customer_set_idempotency(*, customer: Customer, enabled: bool) -> Customer:

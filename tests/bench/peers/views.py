@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model, login
-from django.http import HttpResponse
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from orders import selectors, services
-from orders.api import ORDER_KEY, ORDER_SCOPE, CustomerAPIView
-from orders.serializers import OrderInSerializer, OrderSerializer
+from orders.api import ORDER_KEY, ORDER_SCOPE, CustomerAPIView, order_placed
+from orders.serializers import OrderInSerializer
 from orders.signals import idempotent_handler_starting
 
 
@@ -21,18 +18,11 @@ class PlainOrderCreate(CustomerAPIView):
         incoming.is_valid(raise_exception=True)
         # The configurable slow handler (X-Bakery-Tunnel: slow), as in the bakery's own handler.
         idempotent_handler_starting.send(sender=ORDER_SCOPE, request=request)
-        order = services.order_place(
-            customer=request.customer, items=incoming.validated_data["items"], note=incoming.validated_data["note"],
-            idempotency_key=ORDER_KEY.parse_or_none(request.headers.get("Idempotency-Key")),
-            idempotent=False,
-        )
-        # Rendered here, as the bakery's own view does: drf-idempotency's decorator stores the response
-        # before DRF would render a Response (it fails with ".accepted_renderer not set").
-        body = JSONRenderer().render(OrderSerializer(selectors.order_get(customer=request.customer,
-                                                                         order_id=order.pk)).data)
-        response = HttpResponse(body, status=201, content_type="application/json")
-        response["Location"] = request.build_absolute_uri(f"/api/orders/{order.pk}/")
-        return response
+        # The bakery's own handler, answering an HttpResponse: drf-idempotency's decorator stores the
+        # response before DRF would render a Response (it fails with ".accepted_renderer not set").
+        return order_placed(request, validated=incoming.validated_data,
+                            idempotency_key=ORDER_KEY.parse_or_none(request.headers.get("Idempotency-Key")),
+                            idempotent=False)
 
 
 class BenchLogin(CustomerAPIView):

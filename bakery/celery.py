@@ -6,8 +6,10 @@ another entry point has them already, so this joins them).
 """
 
 import os
+import threading
 
 from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
 
 from bakery import engines
 
@@ -21,6 +23,23 @@ app.autodiscover_tasks()
 @app.on_configure.connect
 def start_engines(sender, **kwargs):
     engines.start()
+
+
+_relay_stop = threading.Event()
+
+
+@worker_ready.connect
+def start_outbox_relay(sender, **kwargs):
+    """Every worker relays the outbox the moment an order commits (orders/outbox.py): a thread of
+    its main process, started once the pool's children are forked so none inherits its connections."""
+    from orders.outbox import relay_on_notify  # this module loads before Django's apps are ready
+
+    threading.Thread(target=relay_on_notify, args=(_relay_stop,), name="outbox-relay", daemon=True).start()
+
+
+@worker_shutdown.connect
+def stop_outbox_relay(sender, **kwargs):
+    _relay_stop.set()
 
 
 @app.task(name="bakery.ping")

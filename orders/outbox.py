@@ -1,17 +1,22 @@
 """The transactional outbox: Celery work is written with the change that needs it, then relayed.
 
-``enqueue`` must be called inside the transaction that makes the change. After the commit it
-tries to publish at once (the fast path); if Redis is down the message simply stays pending,
-and the beat task ``payments.relay_outbox`` publishes it once the broker is back.
+``enqueue`` must be called inside the transaction that makes the change, and that is all the
+request does: no broker call and no second transaction on the request path. A trigger on the
+outbox table NOTIFYs ``orders_outbox`` (PostgreSQL delivers it when, and only if, the transaction
+commits), and :func:`relay_on_notify`, a thread in every Celery worker (bakery/celery.py), publishes
+what is pending a moment later. If Redis is down the message simply stays pending; the listener
+tries again, and the beat task ``payments.relay_outbox`` publishes it once the broker is back.
 Work leaves the order core here by task name only: ``orders`` knows no task, only its name.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 
+import psycopg
 from celery import current_app
-from django.db import transaction
+from django.db import close_old_connections, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -20,13 +25,15 @@ from orders.models import OutboxMessage
 logger = logging.getLogger(__name__)
 
 BROKER_TIMEOUT_SECONDS = 2
+CHANNEL = "orders_outbox"  # NOTIFYed by the trigger of migration 0004 on every insert
+# With nothing heard for this long the listener checks its connection and relays anyway.
+LISTEN_IDLE_SECONDS = 5.0
+RECONNECT_SECONDS = 1.0
 
 
 def enqueue(task: str, *args) -> OutboxMessage:
-    message = OutboxMessage.objects.create(task=task, args=list(args))
-    # robust: a failed fast path must not turn a committed order into an error; beat relays it later.
-    transaction.on_commit(lambda: relay(ids=[message.pk]), robust=True)
-    return message
+    """Write ``task(*args)`` to the outbox in the caller's transaction; it is relayed after the commit."""
+    return OutboxMessage.objects.create(task=task, args=list(args))
 
 
 def relay(*, ids: list[int] | None = None, limit: int = 200) -> int:
@@ -44,10 +51,9 @@ def relay(*, ids: list[int] | None = None, limit: int = 200) -> int:
         if not batch:
             return 0
         try:
-            # A pooled broker connection (a new TCP connection per order cost ~8 ms of a ~27 ms
-            # order request) that gives up at once when Redis is down: the order request that
-            # triggered this relay must not wait for the broker (kombu's default retries for
-            # seconds). Results are ignored, so publishing never touches the result backend either.
+            # A pooled broker connection that gives up at once when Redis is down (kombu's default
+            # retries for seconds). Results are ignored, so publishing never touches the result
+            # backend either.
             with app.pool.acquire(block=True) as broker:
                 broker.ensure_connection(max_retries=1, interval_start=0, timeout=BROKER_TIMEOUT_SECONDS)
                 for message in batch:
@@ -55,7 +61,6 @@ def relay(*, ids: list[int] | None = None, limit: int = 200) -> int:
                                   connection=broker)
                     message.dispatched_at = timezone.now()
                     message.attempts += 1
-                    message.save(update_fields=["dispatched_at", "attempts"])
                     sent += 1
         except Exception as error:  # broker down: the rest stays pending for the next relay
             unsent = [message for message in batch if message.dispatched_at is None]
@@ -63,4 +68,38 @@ def relay(*, ids: list[int] | None = None, limit: int = 200) -> int:
                 attempts=F("attempts") + 1, last_error=f"{type(error).__name__}: {error}"[:300]
             )
             logger.warning("outbox: broker unavailable, %d message(s) stay pending (%s)", len(unsent), error)
+        published = [message for message in batch if message.dispatched_at is not None]
+        if published:
+            OutboxMessage.objects.bulk_update(published, ["dispatched_at", "attempts"])
     return sent
+
+
+def relay_on_notify(stop: threading.Event) -> None:
+    """Relay each committed outbox message as soon as PostgreSQL says it is there, until ``stop``.
+
+    LISTENs on a connection of its own (autocommit) and relays what is pending when it starts,
+    after every notification (the notifications that arrived meanwhile are folded into one relay)
+    and when nothing was heard for LISTEN_IDLE_SECONDS (so a message left pending by a broker
+    outage goes out without beat, too). It reconnects after a lost connection (PostgreSQL
+    restarted). Several workers may listen at once: :func:`relay` never publishes a message twice.
+    """
+    while not stop.is_set():
+        try:
+            with psycopg.connect(**connections["default"].get_connection_params(), autocommit=True) as listener:
+                listener.execute(f"LISTEN {CHANNEL}")
+                while not stop.is_set():
+                    _relay_all()
+                    if not list(listener.notifies(timeout=LISTEN_IDLE_SECONDS, stop_after=1)):
+                        listener.execute("SELECT 1")  # a dead connection raises here rather than going quiet
+                    list(listener.notifies(timeout=0))  # fold what arrived meanwhile into the next relay
+        except Exception as error:
+            logger.warning("outbox: the relay's listener lost its connection (%s); reconnecting", error)
+            stop.wait(RECONNECT_SECONDS)
+        finally:
+            connections["default"].close()
+
+
+def _relay_all(batch: int = 200) -> None:
+    close_old_connections()
+    while relay(limit=batch) == batch:
+        pass

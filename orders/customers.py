@@ -1,33 +1,115 @@
-"""Every browser is a customer, known by its Django session (no sign-up)."""
+"""Every browser is a customer, known by a signed cookie that names it (no sign-up).
+
+The cookie holds the customer's id and its idempotency switch, signed with SECRET_KEY (Django's
+signed cookies: an HMAC, salted for this use, timestamped and refused after COOKIE_AGE). So the
+order API knows who is asking, and whether the switch is on, without a query and without Redis:
+:func:`known_customer`. ``request.customer`` is the whole Customer row, read (or created, with
+its cookie) only when a view asks for it.
+
+What the cookie gives up against a server-side session: it cannot be revoked before it expires,
+and its owner can read it (an id and a switch, nothing secret). It grants a cake customer's
+bakery, nothing more; staff logins stay in Django's sessions, which a logout does revoke.
+
+The switch is changed through the cookie's own browser (``PATCH /api/me/``), which sets the
+cookie again; a change made elsewhere (the admin) reaches the cookie the next time the browser
+reads its whole customer (any page, ``GET /api/me/``).
+"""
+
+from __future__ import annotations
 
 import random
+import uuid
 
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, IntegrityError
 from django.utils.functional import SimpleLazyObject
 
 from orders.models import Customer
 
-SESSION_KEY = "bakery_customer_id"
+COOKIE = "bakery_customer"
+_SALT = "orders.customers"
 _FLAVOURS = ["Strawberry", "Lemon", "Carrot", "Chocolate", "Pistachio", "Coconut", "Raspberry", "Ginger",
              "Mango", "Hazelnut", "Blueberry", "Caramel", "Cherry", "Vanilla", "Matcha", "Plum"]
 _BAKERS = ["Baker", "Whisk", "Crumb", "Sprinkle", "Muffin", "Scone", "Eclair", "Bun"]
+_FULL, _KNOWN = "_bakery_customer", "_bakery_known_customer"
 
 
-def customer_for_session(request) -> Customer:
-    """Return the session's customer, creating both the session and the customer on first use."""
-    customer_id = request.session.get(SESSION_KEY)
-    customer = Customer.objects.filter(pk=customer_id).first() if customer_id else None
-    if customer is None:
-        customer = Customer.objects.create(label=f"{random.choice(_FLAVOURS)} {random.choice(_BAKERS)}")
-        request.session[SESSION_KEY] = str(customer.pk)
-    return customer
+def _from_cookie(request) -> tuple[uuid.UUID, bool] | None:
+    """(customer id, switch) from a valid cookie, or None."""
+    value = request.get_signed_cookie(COOKIE, default=None, salt=_SALT, max_age=settings.SESSION_COOKIE_AGE)
+    try:
+        customer_id, switch = value.split(":")
+        return uuid.UUID(customer_id), switch == "on"
+    except (AttributeError, ValueError):
+        return None
+
+
+def _django(request):
+    """The HttpRequest under a DRF Request: what the middleware sees is cached there."""
+    return getattr(request, "_request", request)
+
+
+def customer_for_request(request) -> Customer:
+    """The browser's whole customer: read by the cookie's id, or created when there is none."""
+    request = _django(request)
+    if not hasattr(request, _FULL):
+        named = _from_cookie(request)
+        customer = Customer.objects.filter(pk=named[0]).first() if named else None
+        if customer is None:
+            customer = Customer.objects.create(label=f"{random.choice(_FLAVOURS)} {random.choice(_BAKERS)}")
+        setattr(request, _FULL, customer)
+    return getattr(request, _FULL)
+
+
+def known_customer(request) -> Customer:
+    """The customer the cookie names, without a query: only ``pk`` and ``idempotency_enabled``
+    are loaded (another field reads the row). Without a cookie, :func:`customer_for_request`."""
+    request = _django(request)
+    if hasattr(request, _FULL):
+        return getattr(request, _FULL)
+    if not hasattr(request, _KNOWN):
+        named = _from_cookie(request)
+        if named is None:
+            return customer_for_request(request)
+        setattr(request, _KNOWN, Customer.from_db(DEFAULT_DB_ALIAS, ["id", "idempotency_enabled"], list(named)))
+    return getattr(request, _KNOWN)
 
 
 class CustomerMiddleware:
-    """Puts ``request.customer`` on every request, looked up only when a view asks for it."""
+    """Puts ``request.customer`` on every request, read only when a view asks for it, and keeps
+    the cookie in step with the customer the request ended with."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        request.customer = SimpleLazyObject(lambda: customer_for_session(request))
-        return self.get_response(request)
+        request.customer = SimpleLazyObject(lambda: customer_for_request(request))
+        response = self.get_response(request)
+        customer = getattr(request, _FULL, None)
+        if customer is not None and _from_cookie(request) != (customer.pk, customer.idempotency_enabled):
+            response.set_signed_cookie(
+                COOKIE, f"{customer.pk}:{'on' if customer.idempotency_enabled else 'off'}", salt=_SALT,
+                max_age=settings.SESSION_COOKIE_AGE, secure=settings.SESSION_COOKIE_SECURE, httponly=True,
+                samesite=settings.SESSION_COOKIE_SAMESITE,
+            )
+        return response
+
+    def process_view(self, request, view, args, kwargs):
+        request._bakery_view = (view, args, kwargs)
+
+    def process_exception(self, request, exception):
+        """A cookie can outlive its customer (deleted in the admin, or a database made afresh): its
+        writes then break a foreign key. Everything the view wrote has rolled back with it, so the
+        view runs once more, as a new customer, and the browser gets that customer's cookie."""
+        named = _from_cookie(request)
+        if (not isinstance(exception, (IntegrityError, Customer.DoesNotExist)) or named is None
+                or getattr(request, "_bakery_rerun", False) or Customer.objects.filter(pk=named[0]).exists()):
+            return None
+        request._bakery_rerun = True
+        for cached in (_FULL, _KNOWN):
+            request.__dict__.pop(cached, None)
+        request.COOKIES.pop(COOKIE, None)
+        request.customer = SimpleLazyObject(lambda: customer_for_request(request))
+        customer_for_request(request)
+        view, args, kwargs = request._bakery_view
+        return view(request, *args, **kwargs)

@@ -5,7 +5,7 @@ an HTTP endpoint needs around it, in the order a request meets it:
 
 1. the ``Idempotency-Key`` header is read and checked against the endpoint's :class:`KeyPolicy`
    (missing or invalid: ``400``);
-2. a finished key is replayed at once, before any validation (one SELECT);
+2. a finished key is replayed at once, before any validation (one statement);
 3. the view's own validation runs; its errors are answered and neither stored nor spend the key;
 4. the key is claimed in the handler's transaction, waiting a bounded time for a first request
    that is still running (then ``409`` with ``Retry-After``); a key used with another request is
@@ -14,7 +14,7 @@ an HTTP endpoint needs around it, in the order a request meets it:
    with ``Idempotent-Replayed: true`` and ``Idempotency-Replayed: true``. A ``5xx`` or an
    exception is never stored: everything rolls back, the key included, so a retry can succeed.
 
-Keys are scoped per endpoint (``scope``) and per customer (the session's ``request.customer``),
+Keys are scoped per endpoint (``scope``) and per customer (the cookie's customer, :func:`known_customer`),
 and every decision lands on the timeline through :meth:`Guard.event`.
 """
 
@@ -33,6 +33,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from orders.customers import known_customer
 from orders.events import Kind
 from orders.idempotency import (
     FingerprintMismatch,
@@ -145,8 +146,10 @@ def request_fingerprint(request) -> dict:
 
 
 def customer_owner(request) -> tuple[str, object]:
-    """Keys are scoped per customer: one customer's key never replays another's answer."""
-    return str(request.customer.pk), request.customer.pk
+    """Keys are scoped per customer: one customer's key never replays another's answer. The
+    customer comes from its cookie, without a query (orders/customers.py)."""
+    customer = known_customer(request)
+    return str(customer.pk), customer.pk
 
 
 def idempotent(
@@ -203,7 +206,7 @@ def idempotent(
                 claimed = key.parse(header, endpoint=endpoint) if guarded else key.parse_or_none(header)
                 guard = Guard(scope=scope, owner=owner_key, key=claimed or "", source=source, customer_id=customer_id)
                 fingerprint_source = fingerprint(request)
-                # A finished key is answered before validation: a replay costs one SELECT.
+                # A finished key is answered before validation: a replay costs one statement.
                 replayed = replay_if_finished(guard, fingerprint_source) if guarded else None
                 if replayed is not None:
                     return _as_http(replayed.response, replayed=True)

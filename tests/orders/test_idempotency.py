@@ -7,6 +7,7 @@ import uuid
 import pytest
 from django.db import connections
 
+from orders.customers import COOKIE
 from orders.models import Event, IdempotencyRecord, Order
 from tests.conftest import BakeryClient
 
@@ -167,12 +168,13 @@ def test_switch_off_ignores_the_key_and_bakes_again(customer_client, cake):
     assert customer_client.get("/api/me/").json()["idempotency"] is False
 
 
-def test_me_sets_session_and_csrf_cookies_and_switch_defaults_on(client, db):
+def test_me_sets_customer_and_csrf_cookies_and_switch_defaults_on(client, db):
     response = client.get("/api/me/")
     assert response.status_code == 200
     assert response.json()["idempotency"] is True
     uuid.UUID(response.json()["customer"])
-    assert "csrftoken" in response.cookies and "sessionid" in response.cookies
+    assert "csrftoken" in response.cookies and COOKIE in response.cookies
+    assert "sessionid" not in response.cookies  # a customer needs no server-side session
 
 
 def test_patch_me_rejects_anything_but_a_boolean(customer_client):

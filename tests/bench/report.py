@@ -11,8 +11,13 @@ from tests.bench import stack
 DOC_PATH = stack.ROOT / "docs" / "benchmarks.md"
 OURS = "freeds-bakery"
 PEERS = [name for name in stack.IMPLEMENTATIONS if name != OURS]
-# "At least level" with the best peer allows this much run-to-run noise on a shared 2-core machine.
-LEVEL_TOLERANCE = 0.05
+# What `make bench` holds the layer to (the bars below the table).
+MIN_B_OVER_A, MIN_C_OVER_A = 0.95, 3.0
+# A first request's added p50, one request at a time, must beat the best published figure we know:
+# 1.67 ms (a Redis-backed NestJS library); another library's CI holds its overhead to 2 ms.
+MAX_ADDED_P50_MS = 1.67
+# Replay p99 with 1,000,000 keys stored, against 10,000.
+MAX_SCALE_P99_RATIO = 1.2
 
 
 @dataclass
@@ -108,6 +113,9 @@ def render(found) -> Text:
                    "retry at 35 s while first runs", "handler exception, retry", "same key, other customer",
                    "same key, other body"], peer_rows)
 
+    latency = added_table(found)
+    scale_lines = scale_summary(found)
+
     bars = check_bars(found, ratio_b, ratio_c)
     bar_lines = [f"- {'MET ' if met else 'MISSED'} {text}" for met, text in bars]
 
@@ -115,10 +123,50 @@ def render(found) -> Text:
         "", f"Freed's Bakery bench ({'QUICK' if plan.quick else 'full'} run, {found.timings['total']:.0f} s)", "",
         *main, "", f"b/a = {ratio_b:.2f}   c/a = {ratio_c:.2f}", "",
         "Statements per request (CaptureQueriesContext, in-process through django.test.Client):", *statements, "",
-        "Against the peers:", *peers, "", "Bars:", *bar_lines, "",
+        "Against the peers:", *peers, "", "Latency added by the layer (ms):", *latency, "", *scale_lines, "",
+        "Bars:", *bar_lines, "",
     ])
-    markdown = doc(found, main, statements, peers, bar_lines, ratio_b, ratio_c)
+    markdown = doc(found, main, statements, peers, latency, scale_lines, bar_lines, ratio_b, ratio_c)
     return Text(console, markdown)
+
+
+def added(found, case: str, base: str = "a") -> tuple[float, float]:
+    """(p50, p99) of ``case`` minus those of ``base``, in ms."""
+    results = found.results
+    r, a = results[(case, OURS)], results[(base, OURS)]
+    return r.p50 - a.p50, r.p99 - a.p99
+
+
+def added_table(found) -> list[str]:
+    rows = []
+    for suffix, how in (("-alone", "one request at a time (1 customer each)"),
+                        ("", f"{found.plan.concurrency} requests in flight (the throughput figures)")):
+        if (f"a{suffix}", OURS) not in found.results:
+            continue
+        a, b, c = (found.results[(f"{case}{suffix}", OURS)] for case in "abc")
+        db, dc = added(found, f"b{suffix}", f"a{suffix}"), added(found, f"c{suffix}", f"a{suffix}")
+        rows.append([how, f"{a.p50:.2f} / {a.p99:.2f}", f"{b.p50:.2f} / {b.p99:.2f}", f"{c.p50:.2f} / {c.p99:.2f}",
+                     f"**{db[0]:+.2f}** / {db[1]:+.2f}", f"**{dc[0]:+.2f}** / {dc[1]:+.2f}"])
+    return table(["how", "(a) p50 / p99", "(b) p50 / p99", "(c) p50 / p99",
+                  "added to a first request: (b) - (a), p50 / p99", "a replay against an unguarded order: (c) - (a), "
+                  "p50 / p99"], rows)
+
+
+def scale_summary(found) -> list[str]:
+    """Replay p99 at the largest key store against the smallest, and other customers during each purge."""
+    if len(found.scale) < 2:
+        return []
+    small, large = found.scale[0], found.scale[-1]
+    p99 = {row["target"]: found.results[(f"e-replay-{row['target']}", OURS)].p99 for row in (small, large)}
+    lines = [f"- Replay p99 with {large['keys']:,} keys stored: {p99[large['target']]:.1f} ms; with "
+             f"{small['keys']:,}: {p99[small['target']]:.1f} ms; ratio "
+             f"**{p99[large['target']] / p99[small['target']]:.2f}**."]
+    for row in found.scale:
+        r = found.results[(f"e-during-purge-{row['target']}", OURS)]
+        lines.append(f"- Other customers' orders while {row['purged']:,} expired keys of {row['keys']:,} were purged "
+                     f"({row['seconds']:.1f} s): **p99 {r.p99:.1f} ms**, p50 {r.p50:.1f} ms, {r.ok_throughput:.0f} "
+                     f"orders/s, {answers(r.statuses)}.")
+    return lines
 
 
 def per_order(counter) -> str:
@@ -137,10 +185,8 @@ def duplicates_of(found, name: str) -> int:
 def check_bars(found, ratio_b: float, ratio_c: float) -> list[tuple[bool, str]]:
     results = found.results
     bars = [
-        (ratio_b >= 0.9, f"b/a >= 0.9: b/a = {ratio_b:.2f}" + ("" if ratio_b >= 0.9 else
-                                                              f" ({(0.9 - ratio_b) * 100:.0f} points short)")),
-        (ratio_c >= 1.5, f"c/a >= 1.5: c/a = {ratio_c:.2f}" + ("" if ratio_c >= 1.5 else
-                                                              f" ({(1.5 - ratio_c):.2f} short)")),
+        (ratio_b >= MIN_B_OVER_A, f"b/a >= {MIN_B_OVER_A}: b/a = {ratio_b:.2f}"),
+        (ratio_c >= MIN_C_OVER_A, f"c/a >= {MIN_C_OVER_A}: c/a = {ratio_c:.2f}"),
     ]
     ours = duplicates_of(found, OURS)
     bo = found.back_office
@@ -163,25 +209,20 @@ def check_bars(found, ratio_b: float, ratio_c: float) -> list[tuple[bool, str]]:
         + (f" (level on duplicates, {wrong[name]} wrong answers vs our {wrong[OURS]})" if d == ours else "")
         for name, d in peer_dupes.items())))
     for case, label in (("b", "fresh keys"), ("c", "replays")):
-        best = max(PEERS, key=lambda name: results[(case, name)].ok_throughput)
-        ours_rate, best_rate = results[(case, OURS)].ok_throughput, results[(case, best)].ok_throughput
-        met = ours_rate >= best_rate * (1 - LEVEL_TOLERANCE)
-        why = ""
-        if not met:
-            phase = "fresh" if case == "b" else "replay"
-            ours_sql = found.statements[OURS].get(f"{phase}_sql", [])
-            writes = sum(1 for q in ours_sql if q.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")))
-            why = (f". Why: ours answers with {found.statements[OURS][phase]:.0f} statements ({writes} of them "
-                   f"writes, each a commit), {best} with {found.statements[best][phase]:.0f}"
-                   + (": a replay already answers from the key before any validation, but it writes a timeline "
-                      "Event row (the simulator and the workshop dashboard count replays), and its request runs "
-                      "the customer, tunnel and htmx middleware the peer's bare endpoint does not. Closing it "
-                      "would mean recording replay events off the request path (batched, or in Redis), at the "
-                      "price of a timeline that can lag or lose a replay" if case == "c" else ""))
-        bars.append((met, f"level with the best peer on throughput (2xx answers/s), {label}: "
-                          f"ours {ours_rate:.0f}/s, best peer "
-                          f"{best} {best_rate:.0f}/s ({(ours_rate / best_rate - 1) * 100:+.0f}%; level = within "
-                          f"{LEVEL_TOLERANCE:.0%}){why}"))
+        ours_rate = results[(case, OURS)].ok_throughput
+        rates = {name: results[(case, name)].ok_throughput for name in PEERS}
+        against = ", ".join(f"{name} {rate:.0f}/s (x{ours_rate / rate:.2f})" for name, rate in rates.items())
+        bars.append((all(ours_rate > rate for rate in rates.values()),
+                     f"ahead of every peer on throughput (2xx answers/s), {label}: ours {ours_rate:.0f}/s; {against}"))
+    if ("a-alone", OURS) in results:
+        p50, _p99 = added(found, "b-alone", "a-alone")
+        bars.append((p50 < MAX_ADDED_P50_MS, f"a first request's added p50, one request at a time, under "
+                                             f"{MAX_ADDED_P50_MS} ms: {p50:+.2f} ms"))
+    if len(found.scale) >= 2:
+        small, large = found.scale[0]["target"], found.scale[-1]["target"]
+        ratio = results[(f"e-replay-{large}", OURS)].p99 / results[(f"e-replay-{small}", OURS)].p99
+        bars.append((ratio <= MAX_SCALE_P99_RATIO, f"replay p99 with {large:,} keys within {MAX_SCALE_P99_RATIO}x "
+                                                   f"of {small:,} keys: x{ratio:.2f}"))
     return bars
 
 
@@ -191,7 +232,7 @@ def short_sql(statement: str) -> str:
     return statement[:150] + ("…" if len(statement) > 150 else "")
 
 
-def doc(found, main, statements, peers, bar_lines, ratio_b, ratio_c) -> str:
+def doc(found, main, statements, peers, latency, scale_lines, bar_lines, ratio_b, ratio_c) -> str:
     from tests.bench.run import machine
 
     plan = found.plan
@@ -226,6 +267,18 @@ def doc(found, main, statements, peers, bar_lines, ratio_b, ratio_c) -> str:
         "",
         f"**b/a = {ratio_b:.2f}, c/a = {ratio_c:.2f}.**",
         "",
+        "## Latency added by the layer",
+        "",
+        "Milliseconds, client-side over HTTP. One request at a time, (a), (b) and (c) take turns, so the "
+        "difference is the layer's own cost; with 8 in flight it also carries the queueing that cost causes on "
+        "two shared cores.",
+        "",
+        *latency,
+        "",
+        "## The key store at scale, and the purge",
+        "",
+        *scale_lines,
+        "",
         "## The bars",
         "",
         *bar_lines,
@@ -246,11 +299,15 @@ def doc(found, main, statements, peers, bar_lines, ratio_b, ratio_c) -> str:
         "- (a) the same customers' switch is off (`PATCH /api/me/ {\"idempotency\": false}`); every request sends a "
         "fresh key anyway, so (a) and (b) send identical requests. (a) and (b) alternate in rounds.",
         "- (c) sends every key of (b) once more, same customer, same body.",
+        f"- Latency added by the layer: one customer with the switch off and one with it on, one request at a "
+        f"time, {plan.latency_samples} turns of (a) a fresh key, (b) a fresh key, (c) the key (b) sent the turn "
+        "before; the table subtracts (a)'s percentiles from (b)'s and (c)'s.",
         f"- (d) {plan.storm_size} requests with one key from one customer at once, {plan.storm_keys} keys one "
         "after another; orders are counted in PostgreSQL per key.",
         "- (e) IdempotencyRecord rows are bulk-inserted with one `INSERT ... SELECT generate_series` "
-        f"(50,000 customers, ~{plan.expired_share:.0%} older than the retention window), then `ANALYZE`. "
-        "Lookup = the layer's own `_lookup()` timed in-process for 1,000 random stored keys; replays over HTTP. "
+        f"(50,000 customers, ~{plan.expired_share:.0%} older than the retention window), then `VACUUM ANALYZE` "
+        "and a `CHECKPOINT`. Lookup = the layer's own replay statement (`_replay_finished()`: the record and its "
+        f"replay event) timed in-process for 1,000 random stored keys; {plan.scale_replays:,} replays over HTTP. "
         "The purge is `orders.keys.purge_expired_keys()` (what the beat task runs) while 8 customers keep "
         "placing orders.",
         "- (f) orders placed over HTTP flow through the outbox to a real worker; fulfilled per second = notified "

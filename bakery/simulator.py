@@ -445,6 +445,20 @@ def _step_row(step: Event) -> Row:
             said=f"The {name} step hit a problem ({detail.get('reason') or detail.get('error') or 'transient'}) "
             "and will try again with backoff, with the same key.",
         )
+    if step.kind == Kind.RESUMED:
+        return Row(
+            lane - 1,
+            lane,
+            f"{name}: resumed by the completer",
+            short="resume",
+            lab=LAB["worker"],
+            at=step.created_at,
+            tone="warn",
+            badge="resumed",
+            said=f"Nothing had happened to this order for {detail.get('quiet_seconds', '?')} s, so the completer "
+            f"sent the {name} step again (resumption {detail.get('attempt', 1)}). If the first one got through "
+            "after all, the step will see its key and skip.",
+        )
     if step.kind == Kind.FAILED:
         return Row(
             lane,

@@ -192,8 +192,10 @@ def room_url(request) -> tuple[str, str]:
 
 def dashboard_context(request) -> dict:
     rows = learner_rows()
+    from payments.completer import fulfilment_backlog
+
     return {"learners": rows, "totals": room_totals(rows), "active_minutes": int(ACTIVE_WINDOW.total_seconds() // 60),
-            "refreshed_at": timezone.now()}
+            "refreshed_at": timezone.now(), "backlog": fulfilment_backlog()}
 
 
 # --- services ----------------------------------------------------------------------------------

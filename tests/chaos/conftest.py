@@ -91,14 +91,21 @@ def revive_redis() -> None:
     point_celery_at(settings.CELERY_BROKER_URL)  # this process's broker connections died with the old one
 
 
+def _drop_pools() -> None:
+    """This process's connections (and their pools) die with the server: start afresh."""
+    for alias in connections:
+        connections[alias].close()
+        connections[alias].close_pool()
+
+
 def kill_postgres() -> None:
-    connections.close_all()
+    _drop_pools()
     _kill(engines.postgres_pid(), "postmaster")
 
 
 def revive_postgres() -> None:
     engines.start_embedded_postgres()
-    connections.close_all()  # this process's pooled connections died with the old server
+    _drop_pools()
 
 
 # --- the processes ---------------------------------------------------------------------------------

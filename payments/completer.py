@@ -13,8 +13,10 @@ dedupes on the order's key like any redelivery, so a resumption that was not nee
   the wait before the next one doubles (stall x 2^resumptions), and after
   ``FULFILMENT_MAX_RESUMPTIONS`` in vain the order stops in ``fulfilment_failed`` with the reason.
   Re-running the step by name reopens it (payments/services.py).
-* An order whose next message is still pending in the outbox is the relay's (Redis is down):
-  re-sending would only queue a second copy, and giving up would blame the order for the broker.
+* An order whose next message is still pending in the outbox is the relay's (Redis is down), and
+  one whose next message still waits in the broker's queue is merely behind a backlog: re-sending
+  would only queue a second copy, and giving up would blame the order for the broker or the
+  queue. While the broker cannot be asked what it holds, the completer waits.
 * It is safe to run any number of times at once (beat, an operator): each run locks the orders
   it works on FOR UPDATE SKIP LOCKED, so two runs never resume the same order, and an order whose
   step is running right now (its row is held by the step) is skipped too.
@@ -66,12 +68,17 @@ def stranded_complete(*, now=None, limit: int = 100) -> CompleterRun:
     resumed, stopped = [], []
     with transaction.atomic():
         candidates = list(stranded_orders(now=now).select_for_update(skip_locked=True, of=("self",))[:limit])
+        if not candidates:
+            return CompleterRun(resumed=resumed, stopped=stopped)
+        queued = outbox.queued({step.task for step in NEXT_STEP.values()})
+        if queued is None:
+            return CompleterRun(resumed=resumed, stopped=stopped)
         waiting_for_relay = _orders_with_pending_messages([order.pk for order in candidates])
         for order in candidates:
             quiet = (now - (order.last_sign_of_life or order.updated_at)).total_seconds()
-            if order.pk in waiting_for_relay or quiet < stall * 2**order.resumptions:
-                continue
             step = NEXT_STEP[order.status]
+            if order.pk in waiting_for_relay or (step.task, order.pk) in queued or quiet < stall * 2**order.resumptions:
+                continue
             if order.resumptions >= settings.FULFILMENT_MAX_RESUMPTIONS:
                 reason = (f"The {step.name} step did not finish after {order.resumptions} resumptions "
                           f"(stopped at {order.status}); re-run {step.task} to try again.")

@@ -11,6 +11,8 @@ it for ``FAST_PATH_PAUSE_SECONDS`` (the messages wait for beat's relay, every 2 
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import time
 
@@ -75,3 +77,30 @@ def relay(*, ids: list[int] | None = None, limit: int = 200) -> int:
             )
             logger.warning("outbox: broker unavailable, %d message(s) stay pending (%s)", len(unsent), error)
     return sent
+
+
+def queued(tasks) -> set[tuple[str, int]] | None:
+    """(task, first argument) of every message still waiting in the broker's queue for ``tasks``,
+    or None when the broker cannot be asked. Messages a worker has taken are not included."""
+    from bakery.celery import app
+
+    try:
+        with app.connection_for_read() as broker:
+            broker.ensure_connection(max_retries=1, interval_start=0, timeout=BROKER_TIMEOUT_SECONDS)
+            channel = broker.default_channel
+            queue = app.conf.task_default_queue
+            raw = []
+            for priority in channel.priority_steps:  # kombu's Redis queue is one list per priority
+                raw += channel.client.lrange(channel._q_for_pri(queue, priority), 0, -1)
+    except Exception as error:  # the broker is down: nobody can say what waits in it
+        logger.info("outbox: cannot read the broker's queue (%s)", error)
+        return None
+    waiting = set()
+    for item in raw:
+        message = json.loads(item)
+        task = (message.get("headers") or {}).get("task")
+        if task in tasks:
+            args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))  # Celery's message protocol 2
+            if args:
+                waiting.add((task, args[0]))
+    return waiting

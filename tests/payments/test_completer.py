@@ -8,6 +8,8 @@ from datetime import timedelta
 from threading import Barrier
 
 import pytest
+import redis
+from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
@@ -22,10 +24,14 @@ pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "prov
 def place(client: BakeryClient, new_key) -> Order:
     response = client.order(new_key())
     assert response.status_code == 201, response.content
-    order = Order.objects.get(pk=response.json()["id"])
-    # Its capture message went to the broker (nobody is consuming in these tests): the outbox is done with it.
+    lose_the_queue()
+    return Order.objects.get(pk=response.json()["id"])
+
+
+def lose_the_queue():
+    """The outbox handed its messages to the broker, and the broker lost them (no worker runs here)."""
     OutboxMessage.objects.filter(dispatched_at__isnull=True).update(dispatched_at=timezone.now())
-    return order
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
 
 
 def later(seconds: float):
@@ -66,12 +72,14 @@ def test_each_resumption_waits_twice_as_long_then_the_order_stops_with_the_reaso
     settings.FULFILMENT_MAX_RESUMPTIONS = 2
     order = place(customer_client, new_key)
     services.payment_capture(order_id=order.pk)  # paid; its invoice message is lost
-    OutboxMessage.objects.update(dispatched_at=timezone.now())
+    lose_the_queue()
 
     # Quiet seconds are counted from the last sign of life, a resumption included.
     assert completer.stranded_complete(now=later(11)).resumed == [order.pk]
+    lose_the_queue()  # each re-sent message is lost too
     assert completer.stranded_complete(now=later(15)).resumed == []  # the second waits 20 s
     assert completer.stranded_complete(now=later(21)).resumed == [order.pk]
+    lose_the_queue()
     assert completer.stranded_complete(now=later(35)).stopped == []  # the stop waits 40 s
     assert completer.stranded_complete(now=later(41)).stopped == [order.pk]
 
@@ -96,6 +104,20 @@ def test_an_order_whose_message_waits_in_the_outbox_is_left_to_the_relay(custome
 
     assert completer.stranded_complete(now=later(3600)).resumed == []
     assert Order.objects.get(pk=order.pk).resumptions == 0
+
+
+def test_an_order_whose_step_waits_in_the_queue_behind_a_backlog_is_left_alone(
+    customer_client, cake, new_key, settings
+):
+    settings.FULFILMENT_STALL_SECONDS = 10
+    order = place(customer_client, new_key)
+    assert completer.stranded_complete(now=later(11)).resumed == [order.pk]  # its message was lost...
+
+    # ...and the re-sent one sits in Redis behind other work (no worker consumes here).
+    assert completer.stranded_complete(now=later(3600)).resumed == []
+    assert Order.objects.get(pk=order.pk).resumptions == 1
+    lose_the_queue()
+    assert completer.stranded_complete(now=later(3600)).resumed == [order.pk]
 
 
 def test_finished_and_failed_orders_are_never_touched(customer_client, cake, new_key, settings):

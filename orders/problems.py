@@ -83,7 +83,8 @@ def problem(slug: str, detail: str, *, headers: dict | None = None, status: int 
             **extra) -> HttpResponse:
     default_status, title = PROBLEMS[slug]
     status = status or default_status
-    body = {"type": TYPE_BASE + slug, "code": code_of(slug), "title": title, "status": status, "detail": detail, **extra}
+    body = {"type": TYPE_BASE + slug, "code": code_of(slug), "title": title, "status": status, "detail": detail,
+            **extra}
     response = HttpResponse(json.dumps(body), status=status, content_type=PROBLEM_CONTENT_TYPE)
     for name, value in (headers or {}).items():
         response[name] = value

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import psycopg
+
 # The fake provider's alias is used for one statement per charge: two connections are plenty.
 PROVIDER_POOL_SIZE = 2
 HEADROOM = 5  # manage.py, an operator's `celery call`, psql
@@ -54,8 +56,6 @@ def plan(*, web_workers: int, web_threads: int, back_office_processes: int, prov
 
 def server_limits(database_url: str) -> dict:
     """max_connections, the superuser reserve and the connections open right now."""
-    import psycopg
-
     with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
         row = conn.execute(
             "SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int,"

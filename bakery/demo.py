@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +16,8 @@ import sys
 import time
 
 from bakery import connections, engines
+from bakery.management.commands.load_initial_data import ADMIN_PASSWORD, ADMIN_USERNAME
+from bakery.workshop.qr import qr_terminal
 
 
 def lan_address() -> str | None:
@@ -82,15 +85,17 @@ def main(argv=None) -> int:
         engines.stop_embedded_redis() if not os.environ.get("REDIS_URL") else None
         engines.stop_embedded_postgres()
         return 2
-    # The web tier pools its connections; the back office's processes run one task at a time and
-    # need no pool (see bakery/connections.py for the sum).
-    web_env = {**env, "DATABASE_POOL_SIZE": str(connection_plan.web_pool)}
-    back_office_env = {**env, "DATABASE_POOL_SIZE": "0"}
 
     manage("migrate", "--noinput", "-v", "0")
     manage("load_initial_data")
 
     data = engines.data_dir()
+    # Every web and worker process writes its duration histograms here and /metrics sums them; a
+    # new bakery starts with an empty folder, as Prometheus expects of a restarted process.
+    metrics_dir = data / f"metrics-{args.port}"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     commands = {
         "web": [python, "-m", "gunicorn", "bakery.wsgi", "--bind", f"{args.host}:{args.port}",
                 "--workers", str(args.web_workers), "--worker-class", "gthread", "--threads", str(WEB_THREADS),
@@ -106,23 +111,25 @@ def main(argv=None) -> int:
         "beat": [python, "-m", "celery", "-A", "bakery", "beat", "--loglevel", "WARNING",
                  "--schedule", str(data / "celerybeat-schedule"), "--pidfile", ""],
     }
-    children = {name: subprocess.Popen(cmd, env=web_env if name == "web" else back_office_env)
+    # The web tier pools its connections; the back office's processes run one task at a time and
+    # need no pool (see bakery/connections.py for the sum).
+    pool_sizes = {"web": str(connection_plan.web_pool), "worker": "0", "beat": "0"}
+    children = {name: subprocess.Popen(cmd, env={**env, "DATABASE_POOL_SIZE": pool_sizes[name]})
                 for name, cmd in commands.items()}
 
     shown_host = lan_address() if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown_host or '127.0.0.1'}:{args.port}/"
-    from bakery.management.commands.load_initial_data import ADMIN_PASSWORD, ADMIN_USERNAME
-
     print(f"\n  Freed's Bakery is open at {url}", flush=True)
     if args.host in ("0.0.0.0", "::"):
-        from bakery.qr import qr_terminal
-
         print(f"  Learners: scan this or open {url} on the room's Wi-Fi", flush=True)
         print(qr_terminal(url), flush=True)
         print(f"  Facilitator dashboard: {url}workshop/ (staff login)", flush=True)
     print(f"  Admin: {url}admin/  user {ADMIN_USERNAME!r}  password {ADMIN_PASSWORD!r}", flush=True)
     print(f"  PostgreSQL connections: at most {connection_plan.peak} of the {connection_plan.allowed} available "
           f"({args.web_workers} web workers x {connection_plan.web_pool} pooled).", flush=True)
+    print(f"  Metrics (staff or METRICS_ALLOWED_IPS): {url}metrics", flush=True)
+    if env.get("CONFORMANCE_FIXTURE", "").lower() in {"1", "true", "yes", "on"}:
+        print(f"  Conformance fixture: {url}conformance/", flush=True)
     print("  Web, worker and beat are running. Press Ctrl-C to stop everything.\n", flush=True)
 
     stopping = False

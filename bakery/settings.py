@@ -1,15 +1,18 @@
 """Settings for Freed's Bakery, all from environment variables (see README "Configuration").
 
-DATABASE_URL and REDIS_URL pick the servers; when unset, bakery.engines starts real embedded
-PostgreSQL and Redis, so a laptop without services still runs the real thing.
+Settings describe; they start nothing. DATABASE_URL and REDIS_URL name the servers. Every entry
+point (manage.py, bakery.wsgi/asgi, the Celery app, `make demo`, the test session) first calls
+bakery.engines.start(), which starts real embedded PostgreSQL and Redis when they are unset, so a
+laptop without services still runs the real thing.
 """
 
 import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
-from bakery import connections, engines
+from bakery import connections
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -54,7 +57,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "orders.customers.CustomerMiddleware",
-    "bakery.tunnel.TunnelMiddleware",
+    "bakery.storefront.tunnel.TunnelMiddleware",
 ]
 
 ROOT_URLCONF = "bakery.urls"
@@ -75,6 +78,16 @@ TEMPLATES = [
     },
 ]
 
+
+def env_required(name: str) -> str:
+    if not os.environ.get(name):
+        raise ImproperlyConfigured(
+            f"{name} is not set. Start the bakery through an entry point (manage.py, make demo, gunicorn "
+            f"bakery.wsgi, celery -A bakery), which starts the embedded engines, or set {name}."
+        )
+    return os.environ[name]
+
+
 # Connections are bounded by design: a web process borrows from a pool of at most
 # DATABASE_POOL_SIZE connections (Django 5.2's psycopg pool), whatever its thread count, and a
 # thread that finds them all busy waits up to DATABASE_POOL_TIMEOUT seconds for one. 0 turns the
@@ -86,7 +99,7 @@ DATABASE_POOL_TIMEOUT = float(os.environ.get("DATABASE_POOL_TIMEOUT", 10))
 PROVIDER_POOL_SIZE = connections.PROVIDER_POOL_SIZE
 
 
-_DATABASE_URL = engines.database_url()
+_DATABASE_URL = env_required("DATABASE_URL")
 
 
 def _database_alias(pool_size: int) -> dict:
@@ -106,7 +119,7 @@ DATABASES = {
     "provider": _database_alias(PROVIDER_POOL_SIZE),
 }
 
-REDIS_URL = engines.redis_url()
+REDIS_URL = env_required("REDIS_URL")
 CACHES = {
     "default": {
         # A dead Redis is a cache miss, not an error: taking orders never depends on it (bakery/cache.py).
@@ -179,11 +192,13 @@ SPECTACULAR_SETTINGS = {
 
 # --- Idempotency ------------------------------------------------------------------------------
 # How long a finished key is kept; older keys are purged by a beat task and then count as new.
-IDEMPOTENCY_KEY_TTL = int(os.environ.get("IDEMPOTENCY_KEY_TTL", 24 * 60 * 60))
+IDEMPOTENCY_KEY_TTL = float(os.environ.get("IDEMPOTENCY_KEY_TTL", 24 * 60 * 60))
 # How long a retry waits for a first request with the same key that is still running before it
 # gets 409 Conflict + Retry-After. The wait is PostgreSQL's own lock wait on the key's row.
 IDEMPOTENCY_WAIT_SECONDS = float(os.environ.get("IDEMPOTENCY_WAIT_SECONDS", 2.0))
 IDEMPOTENCY_PURGE_BATCH = int(os.environ.get("IDEMPOTENCY_PURGE_BATCH", 5000))
+# How often beat runs the purge. A short TTL only means something with a purge that keeps up.
+IDEMPOTENCY_PURGE_INTERVAL_SECONDS = float(os.environ.get("IDEMPOTENCY_PURGE_INTERVAL_SECONDS", 600))
 
 # --- Fulfilment: the completer (payments/completer.py) ----------------------------------------
 # An order on its way with no sign of life (no checkpoint, attempt or retry) for this long has its
@@ -194,13 +209,34 @@ FULFILMENT_STALL_SECONDS = float(os.environ.get("FULFILMENT_STALL_SECONDS", 10))
 # fulfilment_failed with the reason (with the defaults, after about ten quiet minutes).
 FULFILMENT_MAX_RESUMPTIONS = int(os.environ.get("FULFILMENT_MAX_RESUMPTIONS", 5))
 
-# --- Tunnel simulator (bakery/tunnel.py) -----------------------------------------------------
+# --- Metrics (/metrics, Prometheus text format; see orders/metrics.py) --------------------------
+# Staff sessions may always read /metrics; a scraper has no session, so its address goes here.
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "")
+# Made and emptied by the entry points (make demo, the tests, docker compose) so that every gunicorn
+# and Celery process writes its duration histograms where /metrics can sum them.
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+# --- Conformance fixture (bakery/conformance.py) ------------------------------------------------
+# Serve the public conformance suite's fixture routes under /conformance/ (tests and make demo).
+CONFORMANCE_FIXTURE = env_bool("CONFORMANCE_FIXTURE", False)
+# How long a duplicate waits there for a first request still running before 409. The draft
+# answers a duplicate in flight with 409 at once; the order API waits IDEMPOTENCY_WAIT_SECONDS.
+CONFORMANCE_WAIT_SECONDS = float(os.environ.get("CONFORMANCE_WAIT_SECONDS", 0))
+
+# --- Tunnel simulator (bakery/storefront/tunnel.py) -----------------------------------------------------
 TUNNEL_SIMULATOR_ENABLED = env_bool("TUNNEL_SIMULATOR_ENABLED", True)
 # The browser gives up on an attempt after this long (its fetch timeout)...
 TUNNEL_CLIENT_TIMEOUT_SECONDS = float(os.environ.get("TUNNEL_CLIENT_TIMEOUT_SECONDS", 2.5))
 # ...so the tunnel holds a lost answer longer than that, and the slow bakery is slower than that.
 TUNNEL_HOLD_SECONDS = float(os.environ.get("TUNNEL_HOLD_SECONDS", 5))
 TUNNEL_SLOW_SECONDS = float(os.environ.get("TUNNEL_SLOW_SECONDS", 4))
+
+# --- How a client retries an order (the simulator page and `manage.py tunnel`) --------------
+# Exponential backoff with "equal jitter": retry n waits between half and all of
+# min(CAP, BASE * 2^(n-1)) seconds, or the 409's Retry-After; at most MAX_ATTEMPTS automatic retries.
+CLIENT_RETRY_BASE_SECONDS = float(os.environ.get("CLIENT_RETRY_BASE_SECONDS", 1.0))
+CLIENT_RETRY_CAP_SECONDS = float(os.environ.get("CLIENT_RETRY_CAP_SECONDS", 8.0))
+CLIENT_RETRY_MAX_ATTEMPTS = int(os.environ.get("CLIENT_RETRY_MAX_ATTEMPTS", 8))
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
@@ -226,7 +262,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {"task": "payments.relay_outbox", "schedule": 2.0},
     "complete-stranded-orders": {"task": "payments.complete_stranded", "schedule": 5.0},
-    "purge-expired-idempotency-keys": {"task": "orders.purge_expired_keys", "schedule": 600.0},
+    "purge-expired-idempotency-keys": {"task": "orders.purge_expired_keys",
+                                       "schedule": IDEMPOTENCY_PURGE_INTERVAL_SECONDS},
 }
 
 LOGGING = {

@@ -1,10 +1,17 @@
-"""RFC 9457 problem details with stable ``type`` URIs, explained at /docs/problems/#<slug>."""
+"""RFC 9457 problem details with stable ``type`` URIs and a stable ``code`` member.
+
+Every type is explained at /api/problems/. ``code`` lets a client branch on the kind of problem
+without parsing a URI: it is the type's slug, except for the Idempotency-Key problems, whose codes
+are the ones other implementations of the IETF draft answer with (``missing-key``, ``invalid-key``,
+``fingerprint-mismatch``, ``request-in-flight``), so a client written for them understands ours.
+"""
 
 from __future__ import annotations
 
 import json
 
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import render
 from rest_framework import exceptions
 from rest_framework.views import exception_handler
 
@@ -59,11 +66,25 @@ VALID_KEY_HINT = (
 )
 
 
+# slug -> code where the code is not the slug itself.
+CODES = {
+    "idempotency-key-missing": "missing-key",
+    "idempotency-key-invalid": "invalid-key",
+    "idempotency-key-reused": "fingerprint-mismatch",
+    "idempotency-key-in-use": "request-in-flight",
+}
+
+
+def code_of(slug: str) -> str:
+    return CODES.get(slug, slug)
+
+
 def problem(slug: str, detail: str, *, headers: dict | None = None, status: int | None = None,
             **extra) -> HttpResponse:
     default_status, title = PROBLEMS[slug]
     status = status or default_status
-    body = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail, **extra}
+    body = {"type": TYPE_BASE + slug, "code": code_of(slug), "title": title, "status": status, "detail": detail,
+            **extra}
     response = HttpResponse(json.dumps(body), status=status, content_type=PROBLEM_CONTENT_TYPE)
     for name, value in (headers or {}).items():
         response[name] = value
@@ -114,21 +135,17 @@ def _flatten(detail, prefix="") -> str:
     return f"{prefix.rstrip('.')}: {detail}" if prefix else str(detail)
 
 
-def server_error(request):
+def server_error(request) -> HttpResponse:
     """handler500: API callers get problem+json, people get the styled page."""
     if request.path.startswith("/api/"):
         return problem("server-error", "Something went wrong in the bakery. Nothing was half-written: "
                                        "retry with the same Idempotency-Key.")
-    from django.shortcuts import render
-
     return render(request, "500.html", status=500)
 
 
-def problem_catalogue(request):
+def problem_catalogue(request) -> HttpResponse:
     """GET /api/problems/: every problem type this API answers with, and what to do about it."""
-    from django.http import JsonResponse
-
     return JsonResponse({"problems": [
-        {"type": TYPE_BASE + slug, "status": status, "title": title, "advice": ADVICE[slug]}
+        {"type": TYPE_BASE + slug, "code": code_of(slug), "status": status, "title": title, "advice": ADVICE[slug]}
         for slug, (status, title) in PROBLEMS.items()
     ]})

@@ -1,4 +1,8 @@
-"""Order business logic. Views validate and call one of these; tasks call the payments services."""
+"""Order business logic. Views validate and call one of these; tasks call the payments services.
+
+Fulfilment leaves here through the outbox by task name (``payments.capture_payment``): the order
+core names the work, the back office that runs it is not imported.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from decimal import Decimal
 from django.db import connection, transaction
 
 from orders.events import Kind, record_event
-from orders.models import Customer, Order, OrderItem
+from orders.models import Customer, Event, IdempotencyRecord, Order, OrderItem
+from orders.outbox import enqueue
 
 
 def _hold_customer(customer: Customer, *, exclusive: bool) -> None:
@@ -27,8 +32,6 @@ def order_place(*, customer: Customer, items: list[dict], note: str = "", idempo
     ``items`` are ``{"cake": Cake, "quantity": int}``. The first fulfilment task is written to the
     outbox in this same transaction, so an order can never exist without its payment step.
     """
-    from payments.outbox import enqueue  # payments depends on orders, not the other way round
-
     _hold_customer(customer, exclusive=False)
     total = sum((line["cake"].price * line["quantity"] for line in items), Decimal("0"))
     order = Order.objects.create(
@@ -62,8 +65,6 @@ def customer_reset(*, customer: Customer) -> None:
     as long as it writes about it, so the reset waits for a running step and deletes what it
     wrote, and a step that starts meanwhile finds no order and does nothing (payments/services.py).
     """
-    from orders.models import Event, IdempotencyRecord
-
     _hold_customer(customer, exclusive=True)
     list(Order.objects.filter(customer=customer).select_for_update().order_by("id").values_list("id", flat=True))
     Event.objects.filter(customer=customer).delete()

@@ -33,10 +33,9 @@ from django.db.models import Exists, OuterRef, Subquery
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from orders import outbox
 from orders.events import Kind
-from orders.models import Event, Order
-from payments import outbox
-from payments.models import OutboxMessage
+from orders.models import Event, Order, OutboxMessage
 from payments.services import CAPTURE, EMAIL, INVOICE, _checkpoint, _event
 
 NEXT_STEP = {Order.Status.PLACED: CAPTURE, Order.Status.PAID: INVOICE, Order.Status.INVOICED: EMAIL}
@@ -100,12 +99,3 @@ def _orders_with_pending_messages(order_ids: list[int]) -> set[int]:
         return set()
     pending = OutboxMessage.objects.filter(dispatched_at__isnull=True, task__in=[s.task for s in NEXT_STEP.values()])
     return {args[0] for args in pending.values_list("args", flat=True) if args and args[0] in set(order_ids)}
-
-
-def fulfilment_backlog(*, now=None) -> dict:
-    """For the workshop dashboard: how many orders wait for the back office, and how long ago the
-    oldest of them was placed (seconds)."""
-    now = now or timezone.now()
-    waiting = Order.objects.filter(status__in=list(NEXT_STEP))
-    oldest = waiting.order_by("created_at").values_list("created_at", flat=True).first()
-    return {"waiting": waiting.count(), "oldest_seconds": int((now - oldest).total_seconds()) if oldest else 0}

@@ -30,10 +30,11 @@ from django.db import transaction
 from django.db.models import F
 from django.urls import reverse
 
+from orders import outbox
 from orders.events import Kind, record_event
 from orders.idempotency import Guard, Outcome, StoredResponse, run_once
 from orders.models import Order
-from payments import outbox, provider
+from payments import provider
 from payments.models import Charge, EmailReceipt, Invoice, InvoiceCounter
 
 logger = logging.getLogger(__name__)
@@ -308,7 +309,8 @@ def _next_invoice_sequence() -> int:
 
 def _event(step: Step, order: Order, kind: str, **detail):
     return record_event(source=step.source, kind=kind, key=order.fulfilment_key, customer_id=order.customer_id,
-                        order=order, step=step.name, order_key=str(order.idempotency_key or ""), **detail)
+                        order=order, step=step.name, scope=step.scope, order_key=str(order.idempotency_key or ""),
+                        **detail)
 
 
 def _answer(http_status: int, **body) -> StoredResponse:

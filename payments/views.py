@@ -1,6 +1,6 @@
 """The invoice page: a stable URL per invoice number, readable by the customer who ordered."""
 
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -8,7 +8,7 @@ from payments.models import Invoice
 
 
 @require_GET
-def invoice_detail(request, number: str):
+def invoice_detail(request, number: str) -> HttpResponse:
     prefix, _, digits = number.partition("-")
     if prefix != "INV" or not digits.isdigit():
         raise Http404("No such invoice")

@@ -7,13 +7,17 @@ pytest process and stop them when it exits.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.db import connection, connections
 from rest_framework.test import APIClient
 
+from bakery.client import CSRF_COOKIE, ME_PATH, ORDERS_PATH, order_body, order_headers
 from bakery.engines import free_port
 from tests.factories import CakeFactory
 from tests.processes import ROOT, CeleryWorkerProcess, GunicornProcess
@@ -43,23 +47,24 @@ def other_cake(db):
 
 
 class BakeryClient(APIClient):
-    """A customer with a cookie jar, like a browser: it has a session and sends X-CSRFToken."""
+    """A customer with a cookie jar, like a browser: it has a session and sends X-CSRFToken.
+
+    It is Django's in-process test client, speaking the protocol of bakery.client.
+    """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, enforce_csrf_checks=True, **kwargs)
 
     def start(self) -> dict:
-        me = self.get("/api/me/").json()
+        me = self.get(ME_PATH).json()
         self.customer_id = me["customer"]
         return me
 
     def order(self, key=None, *, body=None, **extra):
-        body = body if body is not None else {"items": [{"cake": "strawberry-shortcake", "quantity": 1}]}
-        headers = {"X-CSRFToken": self.cookies["csrftoken"].value}
-        if key is not None:
-            headers["Idempotency-Key"] = str(key)
-        headers.update(extra.pop("headers", {}))
-        return self.post("/api/orders/", body, format="json", headers=headers, **extra)
+        """One order attempt, with the same headers bakery.client's OrderClient sends over HTTP."""
+        headers = order_headers(self.cookies[CSRF_COOKIE].value, key, extra.pop("headers", {}))
+        return self.post(ORDERS_PATH, body if body is not None else order_body(), format="json", headers=headers,
+                         **extra)
 
 
 @pytest.fixture
@@ -90,10 +95,12 @@ def worker_environment() -> dict:
 class CeleryWorker(CeleryWorkerProcess):
     """A real `celery worker` process on this test run's database and broker."""
 
-    def __init__(self, name: str = "test", extra_env: dict | None = None, concurrency: int = 2):
+    def __init__(self, name: str = "test", extra_env: dict | None = None, concurrency: int = 2,
+                 with_beat: bool = False):
         self.name = f"{name}-{uuid.uuid4().hex[:6]}"
         super().__init__(self.name, env={**worker_environment(), **(extra_env or {})},
-                         log_path=ARTIFACTS / f"worker-{self.name}.log", concurrency=concurrency)
+                         log_path=ARTIFACTS / f"worker-{self.name}.log", concurrency=concurrency,
+                         beat_schedule=ARTIFACTS / f"beat-{self.name}" if with_beat else None)
 
 
 @pytest.fixture
@@ -116,8 +123,15 @@ class BakeryServer(GunicornProcess):
 
     def __init__(self, extra_env: dict | None = None, workers: int = 3, host: str = "127.0.0.1"):
         port = free_port(host)
-        super().__init__(env={**worker_environment(), **(extra_env or {})},
+        # Its processes' duration histograms, summed by its /metrics (prometheus-client multiprocess mode).
+        self.metrics_dir = Path(tempfile.mkdtemp(prefix=f"bakery-metrics-{port}-"))
+        super().__init__(env={**worker_environment(), "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
+                              **(extra_env or {})},
                          log_path=ARTIFACTS / f"gunicorn-{port}.log", host=host, port=port, workers=workers)
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -67,7 +67,10 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def embedded_engines_only():
-    if os.environ.get("DATABASE_URL") or os.environ.get("REDIS_URL"):
+    data = engines.data_dir()
+    port = (data / "redis" / "port").read_text().strip() if (data / "redis" / "port").exists() else None
+    if not (settings.DATABASES["default"]["HOST"].startswith(str(data / "postgres"))
+            and settings.REDIS_URL == f"redis://127.0.0.1:{port}/0"):
         pytest.skip("the drills SIGKILL the embedded engines; DATABASE_URL/REDIS_URL point at servers not ours")
 
 

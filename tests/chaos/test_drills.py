@@ -20,8 +20,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from orders.models import Event, IdempotencyRecord, Order
-from payments.models import Charge, OutboxMessage
+from orders.models import Event, IdempotencyRecord, Order, OutboxMessage
+from payments.models import Charge
 from tests.chaos.conftest import (
     Intent,
     Shopper,

@@ -13,9 +13,9 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from orders.models import Event, Order
+from orders.models import Event, Order, OutboxMessage
 from payments import completer, services
-from payments.models import Charge, EmailReceipt, Invoice, OutboxMessage
+from payments.models import Charge, EmailReceipt, Invoice
 from tests.conftest import BakeryClient
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "provider"])

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from orders.events import Kind, record_event
 from orders.models import Customer, Event, IdempotencyRecord, Order, OrderItem
 from orders.outbox import enqueue
+
+
+def _hold_customer_alone(customer: Customer) -> None:
+    """The customer's transaction-scoped advisory lock, exclusively. Every order INSERT takes it
+    shared, in a trigger (migration 0006), so a reset never runs while one of the customer's
+    orders is half-placed, and an order placed during a reset is placed after it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(orders_customer_lock_key(%s))", [customer.pk])
 
 
 # No savepoint of its own: inside a caller's transaction (the idempotency layer's) a failure
@@ -25,6 +33,7 @@ def order_place(*, customer: Customer, items: list[dict], note: str = "", idempo
     ``items`` are ``{"cake": Cake, "quantity": int}``. The first fulfilment task is written to the
     outbox in this same transaction, so an order can never exist without its payment step.
     Returns the order and its items as written, so a caller can answer without reading them back.
+    The order's INSERT takes the customer's lock shared (see ``_hold_customer_alone``).
     """
     total = sum((line["cake"].price * line["quantity"] for line in items), Decimal("0"))
     order = Order.objects.create(
@@ -52,7 +61,14 @@ def customer_reset(*, customer: Customer) -> None:
 
     Charges, invoices and emails go with their orders (ON DELETE CASCADE). The fake provider's
     ledger is another company's and is left alone, as a real provider's would be.
+
+    It cannot race the back office: it waits for orders being placed, then locks every order
+    FOR UPDATE before deleting anything. A fulfilment step holds its order's row (KEY SHARE) for
+    as long as it writes about it, so the reset waits for a running step and deletes what it
+    wrote, and a step that starts meanwhile finds no order and does nothing (payments/services.py).
     """
+    _hold_customer_alone(customer)
+    list(Order.objects.filter(customer=customer).select_for_update().order_by("id").values_list("id", flat=True))
     Event.objects.filter(customer=customer).delete()
     IdempotencyRecord.objects.filter(owner=str(customer.pk)).delete()
     customer.orders.all().delete()

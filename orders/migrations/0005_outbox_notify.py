@@ -22,7 +22,7 @@ DROP FUNCTION IF EXISTS orders_outbox_notify();
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orders', '0003_decision_tally'),
+        ('orders', '0004_order_resumptions_and_fulfilment_failed'),
     ]
 
     operations = [

@@ -158,11 +158,8 @@ def run_once(
                 # The first request finished while we waited on its row lock.
                 return _replay_finished(guard, request, fingerprint)
             response = handler()
-            IdempotencyRecord.objects.filter(pk=record_id).update(
-                response_status=response.status,
-                response_body=response.body,
-                response_headers=response.headers,
-            )
+            with connection.cursor() as cursor:
+                cursor.execute(STORE_SQL, [response.status, response.body, json.dumps(response.headers), record_id])
     except KeyInFlight:
         guard.event(Kind.CONFLICT, scope=guard.scope, waited_seconds=wait)
         raise
@@ -206,6 +203,11 @@ WITH claimed AS (
     SELECT %(customer)s, %(key)s, %(source)s, '{Kind.NEW}', %(detail)s::jsonb, %(now)s FROM claimed
 )
 SELECT id FROM claimed
+"""
+
+# The handler's answer, kept byte for byte in the record the claim inserted.
+STORE_SQL = f"""
+UPDATE {RECORDS} SET response_status = %s, response_body = %s, response_headers = %s::jsonb WHERE id = %s
 """
 
 

@@ -297,8 +297,11 @@ def doc(found, main, statements, peers, latency, scale_lines, bar_lines, ratio_b
         "## How each figure is measured",
         "",
         "- (a) the same customers' switch is off (`PATCH /api/me/ {\"idempotency\": false}`); every request sends a "
-        "fresh key anyway, so (a) and (b) send identical requests. (a) and (b) alternate in rounds.",
+        "fresh key anyway, so (a) and (b) send identical requests.",
         "- (c) sends every key of (b) once more, same customer, same body.",
+        f"- Throughput: {plan.rounds} rounds of {plan.requests} requests per figure; each round sends (a) and every "
+        "(b), then replays that round's (b) keys as (c), the figures' order turning by one place per round, so a "
+        "change in the shared machine's load hits every figure alike.",
         f"- Latency added by the layer: one customer with the switch off and one with it on, one request at a "
         f"time, {plan.latency_samples} turns of (a) a fresh key, (b) a fresh key, (c) the key (b) sent the turn "
         "before; the table subtracts (a)'s percentiles from (b)'s and (c)'s.",

@@ -52,10 +52,10 @@ class Plan:
     latency_samples: int  # per figure, one request at a time
 
 
-FULL = Plan(False, requests=400, rounds=2, concurrency=int(os.environ.get("BENCH_CONCURRENCY", 8)), storm_keys=20,
+FULL = Plan(False, requests=100, rounds=8, concurrency=int(os.environ.get("BENCH_CONCURRENCY", 8)), storm_keys=20,
             storm_size=64, scales=(10_000, 1_000_000), expired_share=0.2, scale_replays=1000, fulfil_orders=200,
             latency_samples=300)
-QUICK = Plan(True, requests=100, rounds=2, concurrency=int(os.environ.get("BENCH_CONCURRENCY", 8)), storm_keys=5,
+QUICK = Plan(True, requests=50, rounds=4, concurrency=int(os.environ.get("BENCH_CONCURRENCY", 8)), storm_keys=5,
              storm_size=64, scales=(10_000, 100_000), expired_share=0.2, scale_replays=200, fulfil_orders=30,
              latency_samples=100)
 
@@ -327,8 +327,10 @@ def storm(server, plan: Plan) -> dict:
 
 
 def throughput(servers, plan: Plan, found: Findings) -> None:
-    """(a), (b), (c) for ours and (b), (c) for each peer, interleaved round by round: the machine is
-    shared, so a drift in its load hits every implementation alike instead of the one measured then."""
+    """(a), (b), (c) for ours and (b), (c) for each peer, interleaved in short rounds: the machine is
+    shared, so a drift in its load hits every figure alike instead of the one measured then. Each
+    round sends (a) and every (b), then replays that round's (b) keys as (c); the order of the
+    figures turns by one place every round, so none is always first or last."""
     figures = [("a", OURS), *[("b", name) for name in stack.IMPLEMENTATIONS]]
 
     async def run() -> dict:
@@ -337,17 +339,19 @@ def throughput(servers, plan: Plan, found: Findings) -> None:
             pools[(case, name)] = await make_shoppers(servers[name], plan.concurrency, idempotency=case != "a")
             await drive([(pool, uuid.uuid4(), None) for pool in pools[(case, name)] for _ in range(2)],
                         plan.concurrency)
-        rounds, finished = {}, {}
-        for _ in range(plan.rounds):
-            for figure in figures:
+        rounds = {}
+        for index in range(plan.rounds):
+            turn = index % len(figures)
+            sent = {}
+            for figure in figures[turn:] + figures[:turn]:
                 pool = pools[figure]
                 calls = [(pool[i % len(pool)], uuid.uuid4(), None) for i in range(plan.requests)]
                 rounds.setdefault(figure, []).append(await drive(calls, plan.concurrency))
-                finished.setdefault(figure[1], []).extend(calls) if figure[0] == "b" else None
-        for index in range(plan.rounds):
-            for name in stack.IMPLEMENTATIONS:
-                calls = finished[name][index * plan.requests:(index + 1) * plan.requests]
-                rounds.setdefault(("c", name), []).append(await drive(calls, plan.concurrency))
+                if figure[0] == "b":
+                    sent[figure[1]] = calls
+            for _case, name in figures[turn:] + figures[:turn]:
+                if name in sent:
+                    rounds.setdefault(("c", name), []).append(await drive(sent.pop(name), plan.concurrency))
         for pool in pools.values():
             for shopper in pool:
                 await shopper.close()

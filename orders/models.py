@@ -191,7 +191,7 @@ class Event(models.Model):
         RESUMED = "resumed", "Resumed by the completer"
 
     customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
-    key = models.CharField(max_length=255, blank=True, db_index=True)
+    key = models.CharField(max_length=255, blank=True)
     order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
     source = models.CharField(max_length=20, help_text="api, layer, tunnel, order, payment, invoice, email")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -200,6 +200,9 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        # One plain index on key (the timeline looks keys up by equality): db_index would add a
+        # second, varchar_pattern_ops copy for LIKE that nothing uses, written on every event.
+        indexes = [models.Index(fields=["key"], name="orders_event_key")]
 
     def __str__(self):
         return f"{self.source}:{self.kind} {self.key}"

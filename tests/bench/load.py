@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bakery.client import OrderClient, is_replay, order_body, percentile
@@ -23,6 +24,11 @@ class Result:
     statuses: Counter = field(default_factory=Counter)
     replayed: int = 0
     bodies: list = field(default_factory=list)
+    cpu: Counter = field(default_factory=Counter)  # CPU seconds by role: web, db, client
+
+    def cpu_ms(self, role: str) -> float:
+        """CPU milliseconds per request spent by ``role`` (``web``, ``db``, ``client``)."""
+        return self.cpu[role] / self.count * 1000 if self.count and role in self.cpu else float("nan")
 
     @property
     def count(self) -> int:
@@ -48,7 +54,8 @@ class Result:
 
     def merge(self, other: Result) -> Result:
         return Result(self.elapsed + other.elapsed, self.latencies + other.latencies,
-                      self.statuses + other.statuses, self.replayed + other.replayed, self.bodies + other.bodies)
+                      self.statuses + other.statuses, self.replayed + other.replayed, self.bodies + other.bodies,
+                      self.cpu + other.cpu)
 
 
 async def shoppers(base_url: str, order_url: str, count: int, *, connections: int = 8, idempotency: bool = True,
@@ -61,9 +68,12 @@ async def shoppers(base_url: str, order_url: str, count: int, *, connections: in
 
 
 async def drive(calls: list[tuple[OrderClient, uuid.UUID | None, dict]], concurrency: int,
-                keep_bodies: bool = False) -> Result:
-    """Send ``calls`` (shopper, key, body) with at most ``concurrency`` in flight; time each one."""
+                keep_bodies: bool = False, meter: Callable[[], dict[str, float]] | None = None) -> Result:
+    """Send ``calls`` (shopper, key, body) with at most ``concurrency`` in flight; time each one.
+    ``meter`` returns CPU seconds by role (e.g. the web server's and PostgreSQL's): what it and
+    this process (the load generator) spent during the batch goes into ``Result.cpu``."""
     result = Result()
+    before = (meter() if meter else {}), time.process_time()
     queue: asyncio.Queue = asyncio.Queue()
     for call in calls:
         queue.put_nowait(call)
@@ -85,4 +95,8 @@ async def drive(calls: list[tuple[OrderClient, uuid.UUID | None, dict]], concurr
     started = time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(concurrency)))
     result.elapsed = time.perf_counter() - started
+    if meter:
+        after = meter()
+        result.cpu.update({role: after[role] - before[0][role] for role in after})
+        result.cpu["client"] = time.process_time() - before[1]
     return result

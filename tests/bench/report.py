@@ -115,6 +115,7 @@ def render(found) -> Text:
 
     latency = added_table(found)
     scale_lines = scale_summary(found)
+    cpu = cpu_table(found)
 
     bars = check_bars(found, ratio_b, ratio_c)
     bar_lines = [f"- {'MET ' if met else 'MISSED'} {text}" for met, text in bars]
@@ -123,10 +124,11 @@ def render(found) -> Text:
         "", f"Freed's Bakery bench ({'QUICK' if plan.quick else 'full'} run, {found.timings['total']:.0f} s)", "",
         *main, "", f"b/a = {ratio_b:.2f}   c/a = {ratio_c:.2f}", "",
         "Statements per request (CaptureQueriesContext, in-process through django.test.Client):", *statements, "",
-        "Against the peers:", *peers, "", "Latency added by the layer (ms):", *latency, "", *scale_lines, "",
+        "Against the peers:", *peers, "", "Latency added by the layer (ms):", *latency, "",
+        "CPU per request (ms):", *cpu, "", *scale_lines, "",
         "Bars:", *bar_lines, "",
     ])
-    markdown = doc(found, main, statements, peers, latency, scale_lines, bar_lines, ratio_b, ratio_c)
+    markdown = doc(found, main, statements, peers, latency, cpu, scale_lines, bar_lines, ratio_b, ratio_c)
     return Text(console, markdown)
 
 
@@ -150,6 +152,28 @@ def added_table(found) -> list[str]:
     return table(["how", "(a) p50 / p99", "(b) p50 / p99", "(c) p50 / p99",
                   "added to a first request: (b) - (a), p50 / p99", "a replay against an unguarded order: (c) - (a), "
                   "p50 / p99"], rows)
+
+
+def server_cpu_ms(result) -> float:
+    return result.cpu_ms("web") + result.cpu_ms("db")
+
+
+def cpu_table(found) -> list[str]:
+    """CPU per request of the web server, PostgreSQL and the load generator, from the throughput
+    figures; the ratios of the server's CPU (web + PostgreSQL) do not move with the machine's load
+    the way 2xx/s do, and leave out the load generator, which shares the two cores."""
+    results = found.results
+    if not results[("a", OURS)].cpu:
+        return []
+    a = server_cpu_ms(results[("a", OURS)])
+    rows = []
+    for case, name in [("a", OURS), ("b", OURS), ("c", OURS), *[(case, peer) for peer in PEERS for case in "bc"]]:
+        r = results[(case, name)]
+        ratio = {"b": f"a/b = {a / server_cpu_ms(r):.2f}", "c": f"a/c = {a / server_cpu_ms(r):.2f}"}.get(case, "")
+        rows.append([case, name, f"{r.cpu_ms('web'):.2f}", f"{r.cpu_ms('db'):.2f}", f"**{server_cpu_ms(r):.2f}**",
+                     ratio, f"{r.cpu_ms('client'):.2f}"])
+    return table(["case", "implementation", "web (gunicorn)", "PostgreSQL", "server", "against (a)",
+                  "load generator"], rows)
 
 
 def scale_summary(found) -> list[str]:
@@ -232,7 +256,7 @@ def short_sql(statement: str) -> str:
     return statement[:150] + ("…" if len(statement) > 150 else "")
 
 
-def doc(found, main, statements, peers, latency, scale_lines, bar_lines, ratio_b, ratio_c) -> str:
+def doc(found, main, statements, peers, latency, cpu, scale_lines, bar_lines, ratio_b, ratio_c) -> str:
     from tests.bench.run import machine
 
     plan = found.plan
@@ -274,6 +298,15 @@ def doc(found, main, statements, peers, latency, scale_lines, bar_lines, ratio_b
         "two shared cores.",
         "",
         *latency,
+        "",
+        "## Where the CPU goes",
+        "",
+        "Milliseconds of CPU per request during the throughput figures, read from /proc for the implementation's "
+        "gunicorn (master and workers), the embedded PostgreSQL (every process) and this load generator. "
+        "\"against (a)\" divides (a)'s server CPU by the figure's: the cost ratio the 2xx/s ratios would show on "
+        "a machine of their own.",
+        "",
+        *cpu,
         "",
         "## The key store at scale, and the purge",
         "",

@@ -346,12 +346,14 @@ def throughput(servers, plan: Plan, found: Findings) -> None:
             for figure in figures[turn:] + figures[:turn]:
                 pool = pools[figure]
                 calls = [(pool[i % len(pool)], uuid.uuid4(), None) for i in range(plan.requests)]
-                rounds.setdefault(figure, []).append(await drive(calls, plan.concurrency))
+                rounds.setdefault(figure, []).append(await drive(calls, plan.concurrency,
+                                                                 meter=cpu_meter(servers[figure[1]])))
                 if figure[0] == "b":
                     sent[figure[1]] = calls
             for _case, name in figures[turn:] + figures[:turn]:
                 if name in sent:
-                    rounds.setdefault(("c", name), []).append(await drive(sent.pop(name), plan.concurrency))
+                    rounds.setdefault(("c", name), []).append(
+                        await drive(sent.pop(name), plan.concurrency, meter=cpu_meter(servers[name])))
         for pool in pools.values():
             for shopper in pool:
                 await shopper.close()
@@ -363,6 +365,13 @@ def throughput(servers, plan: Plan, found: Findings) -> None:
         log(f"{name}: " + ", ".join(f"{case} {found.results[(case, name)].ok_throughput:.0f} 2xx/s "
                                     f"{dict(found.results[(case, name)].statuses)}"
                                     for case in "abc" if (case, name) in found.results))
+
+
+def cpu_meter(server):
+    """CPU seconds of ``server``'s gunicorn (master and workers) and of the embedded PostgreSQL."""
+    from bakery import engines
+
+    return lambda: {"web": stack.cpu_seconds(server.process.pid), "db": stack.cpu_seconds(engines.postgres_pid())}
 
 
 def added_latency(server, plan: Plan, found: Findings) -> None:

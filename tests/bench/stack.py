@@ -92,3 +92,26 @@ class Worker(CeleryWorkerProcess):
     def __init__(self, env: dict, log_dir: Path, concurrency: int = 2):
         super().__init__(f"bench-{os.getpid()}", env={**env, "DJANGO_SETTINGS_MODULE": "bakery.settings"},
                          log_path=log_dir / "celery-worker.log", concurrency=concurrency, loglevel="WARNING")
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """CPU seconds (user + system) used by ``pid`` and all its descendants, the exited ones
+    included (their time is added to the parent that reaped them). Linux /proc; 0 without it."""
+    if pid is None:
+        return 0.0
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # After the name: state, ppid, ..., utime, stime, cutime, cstime are fields 14 to 17.
+            stats[int(entry)] = (int(fields[1]), sum(int(value) for value in fields[11:15]))
+    tree, total = {pid}, 0
+    for candidate in sorted(stats):  # children have larger pids than their parents, nearly always
+        if candidate in tree or stats[candidate][0] in tree:
+            tree.add(candidate)
+            total += stats[candidate][1]
+    return total / os.sysconf("SC_CLK_TCK")

@@ -1,12 +1,21 @@
-"""Every browser is a customer, known by its Django session (no sign-up)."""
+"""Every browser is a customer, known by its Django session (no sign-up).
+
+A page that shows several phones side by side (the compare page) gives the browser's session a few
+more customers, one per phone, each with its own orders, keys and idempotency switch. A request
+speaks for one of them with the header ``X-Bakery-Phone: <name>``; only phones kept in this
+session can be named, so a browser can never act as another browser's customer.
+"""
 
 import random
 
 from django.utils.functional import SimpleLazyObject
 
 from orders.models import Customer
+from orders.problems import problem
 
 SESSION_KEY = "bakery_customer_id"
+PHONES_SESSION_KEY = "bakery_phones"
+PHONE_HEADER = "X-Bakery-Phone"
 _FLAVOURS = ["Strawberry", "Lemon", "Carrot", "Chocolate", "Pistachio", "Coconut", "Raspberry", "Ginger",
              "Mango", "Hazelnut", "Blueberry", "Caramel", "Cherry", "Vanilla", "Matcha", "Plum"]
 _BAKERS = ["Baker", "Whisk", "Crumb", "Sprinkle", "Muffin", "Scone", "Eclair", "Bun"]
@@ -22,12 +31,40 @@ def customer_for_session(request) -> Customer:
     return customer
 
 
+def session_phone(request, name: str, *, label: str, idempotency: bool = True) -> Customer:
+    """One of this session's phones, created on first use with its idempotency switch as given
+    (its label names the browser it belongs to, for the workshop dashboard)."""
+    phones = dict(request.session.get(PHONES_SESSION_KEY, {}))
+    customer = Customer.objects.filter(pk=phones[name]).first() if name in phones else None
+    if customer is None:
+        owner = customer_for_session(request)
+        customer = Customer.objects.create(label=f"{owner.label} · {label}"[:60], idempotency_enabled=idempotency)
+        phones[name] = str(customer.pk)
+        request.session[PHONES_SESSION_KEY] = phones
+    return customer
+
+
+def phone_of(request) -> str:
+    """The phone this request speaks for, or "" for the browser's own customer."""
+    return request.headers.get(PHONE_HEADER, "")
+
+
 class CustomerMiddleware:
-    """Puts ``request.customer`` on every request, looked up only when a view asks for it."""
+    """Puts ``request.customer`` on every request: the phone the request names, or the session's own
+    customer, looked up only when a view asks for it."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        request.customer = SimpleLazyObject(lambda: customer_for_session(request))
+        phone = phone_of(request)
+        if phone:
+            customer_id = request.session.get(PHONES_SESSION_KEY, {}).get(phone)
+            customer = Customer.objects.filter(pk=customer_id).first() if customer_id else None
+            if customer is None:
+                return problem("unknown-phone", f"This browser has no phone called {phone[:40]!r}. "
+                                                "Open the compare page again: it sets up this browser's phones.")
+            request.customer = customer
+        else:
+            request.customer = SimpleLazyObject(lambda: customer_for_session(request))
         return self.get_response(request)

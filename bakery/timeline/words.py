@@ -96,11 +96,28 @@ ANSWERS = {
     Kind.CONFLICT: Words("409 + Retry-After", said="The browser was told to come back in a moment with the same key."),
     Kind.MISMATCH: Words("422 mismatch", said="The browser was told the key belongs to a different order."),
 }
-ANSWER_LOST = Words("{answer}", lab="break", tone="lost", badge="response lost", lost=True,
+ANSWER_LOST = Words("{answer}", short="{short}", lab="break", tone="lost", badge="response lost", lost=True,
                     said="The bakery answered, but the answer was lost in the tunnel. The phone "
                          "cannot tell whether the order went through.")
-ANSWER_TOO_LATE = Words("{answer}", lab="slow", tone="lost", badge="too late", lost=True,
+ANSWER_TOO_LATE = Words("{answer}", short="{short}", lab="slow", tone="lost", badge="too late", lost=True,
                         said="The answer came back, but the browser had already given up waiting and retried.")
+
+# Identical attempts between the first and the last fold into one line:
+# "Attempts 3–7: the layer replayed the stored answer; each answer was lost in the tunnel".
+FOLD = "Attempts {first}–{last}: {did}"
+FOLD_DECISIONS = {
+    Kind.NEW: "the layer took each as a new key",
+    Kind.REPLAY: "the layer replayed the stored answer",
+    Kind.CONFLICT: "the first attempt still held the key, so each got 409 and was told to come back",
+    Kind.MISMATCH: "each was refused: the key belongs to a different order",
+    Kind.UNGUARDED: "idempotency was off, so each one baked another order",
+    Kind.REJECTED: "the API refused each as a bad request",
+}
+FOLD_LOST_REQUEST = "each request was lost in the tunnel before it reached the bakery"
+FOLD_ANSWERS = {
+    ANSWER_LOST: "each answer was lost in the tunnel",
+    ANSWER_TOO_LATE: "each answer came after the phone had given up",
+}
 
 # The Celery steps. {name} is the step's source (payment, invoice, email).
 STEP_ROWS = {
@@ -133,3 +150,4 @@ SUMMARIES = {
     "one order": "{attempts} attempt{s}, one order.",
     "nothing yet": "{attempts} attempt{s}, nothing baked yet.",
 }
+

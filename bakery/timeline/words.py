@@ -151,3 +151,23 @@ SUMMARIES = {
     "nothing yet": "{attempts} attempt{s}, nothing baked yet.",
 }
 
+# --- The demo terminal (bakery/timeline/feed.py): one line for each thing a person cares about. --
+# {who} is the order ("#58") or, before there is one, the key ("key 1a2b3c4d"); {step} is the
+# back-office step (payment, invoice, email).
+FEED_FULFILLED = "{who} {items}: placed → paid → invoiced → notified ({seconds:.1f} s)"
+FEED_ITEM = "{name} ×{quantity}"
+FEED_BAKED_AGAIN = "{who} baked again for the key of {first}: idempotency is off"
+FEED_DECLINED = "{who} payment declined ({reason})"
+FEED_PROVIDER_DEDUPE = "{who} payment step: duplicate charge refused by the provider, the first one stands"
+FEED = {
+    ("api", Kind.REPLAY): "{who} replayed to a retry",
+    ("api", Kind.CONFLICT): "{who} still being baked when a retry came: 409, come back in a moment",
+    ("api", Kind.MISMATCH): "{who}: the key came back with a different order ({fields}): 422",
+    ("api", Kind.REJECTED): "a request was refused: {reason}",
+    ("api", Kind.RELEASED): "{who}: the order failed and rolled back, so the key is free again",
+    ("tunnel", Kind.LOST_RESPONSE): "{who} answer lost in the tunnel",
+    ("tunnel", Kind.LOST_REQUEST): "{who}: request lost in the tunnel, nothing baked",
+    ("step", Kind.DEDUPE): "{who} {step} step: duplicate delivery skipped",
+    ("step", Kind.RETRY): "{who} {step} step will retry: {reason}",
+    ("step", Kind.FAILED): "{who} {step} step failed: {reason}",
+}

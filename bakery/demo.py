@@ -154,7 +154,7 @@ def tail(path: Path | None, lines: int = 15) -> str:
     return f"\nThe last lines of {path}:\n" + "\n".join(f"  {line}" for line in last)
 
 
-def banner(args, logs: dict[str, Path]) -> list[str]:
+def banner(args, logs: dict[str, Path], env: dict) -> list[str]:
     shown_host = lan_address() if serves_room(args.host) else args.host
     url = f"http://{shown_host or '127.0.0.1'}:{args.port}/"
     lines = ["", f"  Freed's Bakery is open at {url}"]
@@ -163,6 +163,9 @@ def banner(args, logs: dict[str, Path]) -> list[str]:
         lines += qr_terminal(url).rstrip("\n").splitlines()
         lines.append(f"  Facilitator dashboard: {url}workshop/ (staff login)")
     lines.append(f"  Facilitator login: {url}admin/  user {ADMIN_USERNAME!r}  password {ADMIN_PASSWORD!r}")
+    lines.append(f"  Metrics (staff or METRICS_ALLOWED_IPS): {url}metrics")
+    if env.get("CONFORMANCE_FIXTURE", "").lower() in {"1", "true", "yes", "on"}:
+        lines.append(f"  Conformance fixture: {url}conformance/")
     if logs:
         folder = next(iter(logs.values())).parent
         lines.append(f"  Logs: {folder}/{{web,worker,beat,story}}.log  (make demo VERBOSE=1 shows them here)")
@@ -258,6 +261,12 @@ def main(argv=None) -> int:
     manage("migrate", "--noinput", "-v", "0")
     manage("load_initial_data")
     setup_django(env)
+    # Every web and worker process writes its duration histograms here and /metrics sums them; a
+    # new bakery starts with an empty folder, as Prometheus expects of a restarted process.
+    metrics_dir = engines.data_dir() / f"metrics-{args.port}"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 
     stopping = False
     resized = 0
@@ -285,7 +294,7 @@ def main(argv=None) -> int:
         from bakery.timeline.feed import Feed
 
         feed = Feed()
-        screen.show_banner(banner(args, logs))
+        screen.show_banner(banner(args, logs, env))
         exit_code = follow(children, logs, feed, screen, lambda: stopping, lambda: resized)
     finally:
         screen.close()

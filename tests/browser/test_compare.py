@@ -47,7 +47,8 @@ def play_the_scene(page):
 
 
 def counts_in_the_database(page) -> dict:
-    phones = {customer.label.rsplit("· ", 1)[1]: customer.pk for customer in Customer.objects.filter(label__contains="· ")}
+    phones = {customer.label.rsplit("· ", 1)[1]: customer.pk
+              for customer in Customer.objects.filter(label__contains="· ")}
     counts = counts_by_customer(phones.values())
     return {name: (counts[pk].cakes, counts[pk].charges, counts[pk].invoices) for name, pk in phones.items()}
 

@@ -90,7 +90,7 @@ def commands(args, python: str) -> dict[str, list[str]]:
                 "--no-control-socket"],
         "worker": [python, "-m", "celery", "-A", "bakery", "worker", "--loglevel", "INFO", "--concurrency", "2",
                    "--hostname", f"{WORKER_NAME}@%h"],
-        "beat": [python, "-m", "celery", "-A", "bakery", "beat", "--loglevel", "WARNING" if args.verbose else "INFO",
+        "beat": [python, "-m", "celery", "-A", "bakery", "beat", "--loglevel", "WARNING",
                  "--schedule", str(data / "celerybeat-schedule"), "--pidfile", ""],
     }
 

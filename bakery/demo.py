@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from bakery import engines
+from bakery import connections, engines
 from bakery.management.commands.load_initial_data import ADMIN_PASSWORD, ADMIN_USERNAME
 from bakery.workshop.qr import qr_terminal
 
@@ -46,16 +46,6 @@ def lan_address() -> str | None:
     return None if address.startswith("127.") else address
 
 
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def served_hosts(host: str) -> list[str]:
     """The host names the shop answers to: loopback always, the LAN address when serving a room."""
     hosts = ["127.0.0.1", "localhost", "[::1]"]
@@ -64,6 +54,21 @@ def served_hosts(host: str) -> list[str]:
     if host in ("0.0.0.0", "::"):
         hosts += [address for address in [lan_address(), socket.gethostname()] if address]
     return hosts
+
+
+WEB_THREADS = 24  # gthread threads per web worker process
+WORKER_CONCURRENCY = 2  # Celery prefork children
+
+
+def plan_connections(env: dict, web_workers: int) -> connections.Plan:
+    limits = connections.server_limits(env["DATABASE_URL"])
+    size = os.environ.get("DATABASE_POOL_SIZE")
+    return connections.plan(
+        web_workers=web_workers, web_threads=WEB_THREADS,
+        # the worker's children, its parent, beat, and this supervisor reading the timeline
+        back_office_processes=WORKER_CONCURRENCY + 3,
+        provider_pool=connections.PROVIDER_POOL_SIZE, pool_size=int(size) if size else None, **limits,
+    )
 
 
 def serves_room(host: str) -> bool:
@@ -81,25 +86,29 @@ def commands(args, python: str) -> dict[str, list[str]]:
     data = engines.data_dir()
     return {
         "web": [python, "-m", "gunicorn", "bakery.wsgi", "--bind", f"{args.host}:{args.port}",
-                "--workers", str(args.web_workers), "--worker-class", "gthread", "--threads", "24",
+                "--workers", str(args.web_workers), "--worker-class", "gthread", "--threads", str(WEB_THREADS),
                 # Each tunnelled attempt holds a thread for TUNNEL_HOLD_SECONDS: a room of 40
                 # learners needs dozens of threads, and shutdown must outlast one hold.
                 "--access-logfile", "-", "--graceful-timeout", "10",
                 # gunicorn 27's control socket has one fixed path per user; a second gunicorn
                 # (tests, bench) would fight over it.
                 "--no-control-socket"],
-        "worker": [python, "-m", "celery", "-A", "bakery", "worker", "--loglevel", "INFO", "--concurrency", "2",
-                   "--hostname", f"{WORKER_NAME}@%h"],
+        "worker": [python, "-m", "celery", "-A", "bakery", "worker", "--loglevel", "INFO",
+                   "--concurrency", str(WORKER_CONCURRENCY), "--hostname", f"{WORKER_NAME}@%h"],
         "beat": [python, "-m", "celery", "-A", "bakery", "beat", "--loglevel", "WARNING",
                  "--schedule", str(data / "celerybeat-schedule"), "--pidfile", ""],
     }
 
 
-def start_children(args, env: dict) -> tuple[dict[str, subprocess.Popen], dict[str, Path]]:
+def start_children(args, env: dict, plan: connections.Plan) -> tuple[dict[str, subprocess.Popen], dict[str, Path]]:
     """Web, worker and beat; quiet, each writes to its own log file (the previous run's is kept as .1)."""
     logs: dict[str, Path] = {}
     children = {}
+    # The web tier pools its connections; the back office's processes run one task at a time and
+    # need no pool (see bakery/connections.py for the sum).
+    pool_sizes = {"web": str(plan.web_pool), "worker": "0", "beat": "0"}
     for name, command in commands(args, sys.executable).items():
+        env = {**env, "DATABASE_POOL_SIZE": pool_sizes[name]}
         # Their own session: Ctrl-C reaches the supervisor alone, which stops them in order (a second
         # Ctrl-C would otherwise turn the worker's warm shutdown into a cold one).
         if args.verbose:
@@ -154,7 +163,7 @@ def tail(path: Path | None, lines: int = 15) -> str:
     return f"\nThe last lines of {path}:\n" + "\n".join(f"  {line}" for line in last)
 
 
-def banner(args, logs: dict[str, Path], env: dict) -> list[str]:
+def banner(args, logs: dict[str, Path], env: dict, plan: connections.Plan) -> list[str]:
     shown_host = lan_address() if serves_room(args.host) else args.host
     url = f"http://{shown_host or '127.0.0.1'}:{args.port}/"
     lines = ["", f"  Freed's Bakery is open at {url}"]
@@ -163,6 +172,8 @@ def banner(args, logs: dict[str, Path], env: dict) -> list[str]:
         lines += qr_terminal(url).rstrip("\n").splitlines()
         lines.append(f"  Facilitator dashboard: {url}workshop/ (staff login)")
     lines.append(f"  Facilitator login: {url}admin/  user {ADMIN_USERNAME!r}  password {ADMIN_PASSWORD!r}")
+    lines.append(f"  PostgreSQL connections: at most {plan.peak} of the {plan.allowed} available "
+                 f"({args.web_workers} web workers x {plan.web_pool} pooled).")
     lines.append(f"  Metrics (staff or METRICS_ALLOWED_IPS): {url}metrics")
     if env.get("CONFORMANCE_FIXTURE", "").lower() in {"1", "true", "yes", "on"}:
         lines.append(f"  Conformance fixture: {url}conformance/")
@@ -223,8 +234,10 @@ class Screen:
 
 
 def setup_django(env: dict) -> None:
-    """The supervisor reads the events itself, through Django, on the same database as its children."""
+    """The supervisor reads the events itself, through Django, on the same database as its children,
+    with one connection and no pool (it is counted as a back-office process in the plan)."""
     os.environ.update({name: env[name] for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")})
+    os.environ["DATABASE_POOL_SIZE"] = "0"
     import django
 
     django.setup()
@@ -238,7 +251,7 @@ def main(argv=None) -> int:
     parser.add_argument("--verbose", action="store_true",
                         help="show web, worker and beat output here instead of in their log files")
     args = parser.parse_args(argv)
-    if not port_is_free(args.host, args.port):
+    if not engines.port_is_free(args.port, args.host):
         print(f"Port {args.port} on {args.host} is already in use (another bakery?). "
               f"Pick another one: make demo PORT={args.port + 1}", file=sys.stderr)
         return 2
@@ -257,6 +270,15 @@ def main(argv=None) -> int:
     def manage(*command):
         subprocess.run([sys.executable, "manage.py", *command], env=env, check=True,
                        stdout=None if args.verbose else subprocess.DEVNULL)
+
+    try:
+        connection_plan = plan_connections(env, args.web_workers)
+    except connections.NotEnoughConnections as refused:
+        print(f"Not starting: {refused}", file=sys.stderr)
+        if not redis_given:
+            engines.stop_embedded_redis()
+        engines.stop_embedded_postgres()
+        return 2
 
     manage("migrate", "--noinput", "-v", "0")
     manage("load_initial_data")
@@ -282,7 +304,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGWINCH, resize)
-    children, logs = start_children(args, env)
+    children, logs = start_children(args, env, connection_plan)
     screen = Screen(pin=not args.verbose, story_file=log_dir() / "story.log")
     exit_code = 0
     try:
@@ -294,13 +316,13 @@ def main(argv=None) -> int:
         from bakery.timeline.feed import Feed
 
         feed = Feed()
-        screen.show_banner(banner(args, logs, env))
+        screen.show_banner(banner(args, logs, env, connection_plan))
         exit_code = follow(children, logs, feed, screen, lambda: stopping, lambda: resized)
     finally:
         screen.close()
-        from django.db import connections
+        from django import db
 
-        connections.close_all()
+        db.connections.close_all()
         shutdown(children)
         if not redis_given:
             engines.stop_embedded_redis()
@@ -311,7 +333,7 @@ def main(argv=None) -> int:
 
 def follow(children, logs, feed, screen: Screen, stopping, resized) -> int:
     """Tell the story until Ctrl-C, or until a process dies (then say which, and where its log is)."""
-    from django.db import DatabaseError, connections
+    from django import db
 
     unreachable = False
     drawn_for = resized()
@@ -327,11 +349,11 @@ def follow(children, logs, feed, screen: Screen, stopping, resized) -> int:
             for line in feed.poll():
                 screen.say(line)
             unreachable = False
-        except DatabaseError as error:
+        except db.DatabaseError as error:
             if not unreachable:
                 screen.say(f"(cannot read the timeline right now: {str(error).strip().splitlines()[0]})")
             unreachable = True
-            connections.close_all()
+            db.connections.close_all()
         time.sleep(POLL_SECONDS)
     return 0
 

@@ -65,7 +65,7 @@ def line_for(event: Event) -> str | None:
         return None
     order = order_of(event)
     values = {"who": _who(order, event), "step": event.source, "reason": detail.get("reason", ""),
-              "fields": ", ".join(detail.get("fields") or []) or "the body"}
+              "fields": ", ".join(detail.get("fields") or []) or "the body", "quiet": detail.get("quiet_seconds", "?")}
     if event.kind == Kind.DEDUPE and detail.get("by") == "provider":
         said = words.FEED_PROVIDER_DEDUPE
     elif event.kind == Kind.FAILED and event.source == "payment" and order is not None and \

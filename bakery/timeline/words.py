@@ -175,4 +175,5 @@ FEED = {
     ("step", Kind.DEDUPE): "{who} {step} step: duplicate delivery skipped",
     ("step", Kind.RETRY): "{who} {step} step will retry: {reason}",
     ("step", Kind.FAILED): "{who} {step} step failed: {reason}",
+    ("step", Kind.RESUMED): "{who} {step} step resumed by the completer, {quiet} s without a sign of life",
 }

@@ -9,14 +9,18 @@ from __future__ import annotations
 import re
 import threading
 import uuid
+from datetime import timedelta
 
 import pytest
+import redis
 from django.db import connections, transaction
+from django.utils import timezone
 
 from bakery.timeline.feed import Feed
 from orders import outbox
 from orders.events import Kind, record_event
-from payments import provider, services
+from orders.models import OutboxMessage
+from payments import completer, provider, services
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "provider"])
 TUNNEL = "X-Bakery-Tunnel"
@@ -123,3 +127,18 @@ def test_an_event_committed_late_under_a_lower_id_is_still_told(customer_client,
 
     assert said(feed) == ["key aaaaaaaa: request lost in the tunnel, nothing baked"]
     assert said(feed) == []
+
+
+def test_a_stranded_order_resumed_by_the_completer(customer_client, cake, settings):
+    settings.FULFILMENT_STALL_SECONDS = 10
+    order = customer_client.order(uuid.uuid4()).json()
+    # The broker lost the payment step (no worker runs here): the order sits at "placed".
+    OutboxMessage.objects.update(dispatched_at=timezone.now())
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    feed = Feed()
+
+    completer.stranded_complete(now=timezone.now() + timedelta(seconds=11))
+
+    [line] = said(feed)
+    assert re.fullmatch(rf"#{order['id']} payment step resumed by the completer, 1\d\.\d s without a sign of life",
+                        line), line

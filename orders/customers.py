@@ -34,14 +34,18 @@ def customer_for_session(request) -> Customer:
 def session_phone(request, name: str, *, label: str, idempotency: bool = True) -> Customer:
     """One of this session's phones, created on first use with its idempotency switch as given
     (its label names the browser it belongs to, for the workshop dashboard)."""
-    phones = dict(request.session.get(PHONES_SESSION_KEY, {}))
-    customer = Customer.objects.filter(pk=phones[name]).first() if name in phones else None
+    customer = known_phone(request, name)
     if customer is None:
         owner = customer_for_session(request)
         customer = Customer.objects.create(label=f"{owner.label} · {label}"[:60], idempotency_enabled=idempotency)
-        phones[name] = str(customer.pk)
-        request.session[PHONES_SESSION_KEY] = phones
+        request.session[PHONES_SESSION_KEY] = {**request.session.get(PHONES_SESSION_KEY, {}), name: str(customer.pk)}
     return customer
+
+
+def known_phone(request, name: str) -> Customer | None:
+    """One of this session's phones if it has one; never creates anything."""
+    customer_id = request.session.get(PHONES_SESSION_KEY, {}).get(name)
+    return Customer.objects.filter(pk=customer_id).first() if customer_id else None
 
 
 def phone_of(request) -> str:
@@ -59,8 +63,7 @@ class CustomerMiddleware:
     def __call__(self, request):
         phone = phone_of(request)
         if phone:
-            customer_id = request.session.get(PHONES_SESSION_KEY, {}).get(phone)
-            customer = Customer.objects.filter(pk=customer_id).first() if customer_id else None
+            customer = known_phone(request, phone)
             if customer is None:
                 return problem("unknown-phone", f"This browser has no phone called {phone[:40]!r}. "
                                                 "Open the compare page again: it sets up this browser's phones.")

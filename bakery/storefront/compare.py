@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from orders import services
-from orders.customers import session_phone
+from orders.customers import known_phone, session_phone
 from orders.models import Customer, Order
 from payments.selectors import Counts, counts_by_customer
 
@@ -33,23 +33,30 @@ IN_PROGRESS = (Order.Status.PLACED, Order.Status.PAID, Order.Status.INVOICED)
 @dataclass
 class PhoneView:
     spec: PhoneSpec
-    customer: Customer
+    customer: Customer | None  # None: this browser has not opened the compare page yet
     counts: Counts
     timeline: dict = field(default_factory=dict)  # the phone's timeline panel, when the page shows it
 
 
-def phones_of(request) -> list[PhoneView]:
-    """This browser's two phones (made on its first visit) and what each one's bakery did."""
-    customers = [session_phone(request, spec.name, label=spec.title.lower(), idempotency=spec.idempotency)
-                 for spec in PHONES]
-    counts = counts_by_customer([customer.pk for customer in customers])
-    return [PhoneView(spec, customer, counts[customer.pk]) for spec, customer in zip(PHONES, customers, strict=True)]
+def phones_of(request, *, make: bool = False) -> list[PhoneView]:
+    """This browser's two phones and what each one's bakery did. Opening the page (``make``) gives the
+    browser its phones; the page's polls only read, and create nothing."""
+    if make:
+        customers = [session_phone(request, spec.name, label=spec.title.lower(), idempotency=spec.idempotency)
+                     for spec in PHONES]
+    else:
+        customers = [known_phone(request, spec.name) for spec in PHONES]
+    counts = counts_by_customer([customer.pk for customer in customers if customer is not None])
+    return [PhoneView(spec, customer, counts.get(customer.pk, Counts()) if customer else Counts())
+            for spec, customer in zip(PHONES, customers, strict=True)]
 
 
 @transaction.atomic
 def compare_start(*, phones: list[PhoneView]) -> None:
     """A new scene: both phones' bakeries emptied, each switch as its phone says."""
     for phone in phones:
+        if phone.customer is None:
+            continue
         services.customer_reset(customer=phone.customer)
         if phone.customer.idempotency_enabled != phone.spec.idempotency:
             services.customer_set_idempotency(customer=phone.customer, enabled=phone.spec.idempotency)
@@ -57,7 +64,7 @@ def compare_start(*, phones: list[PhoneView]) -> None:
 
 def settled(phones: list[PhoneView]) -> bool:
     """Every order of both phones has come to the end of the back office."""
-    customers = [phone.customer for phone in phones]
+    customers = [phone.customer for phone in phones if phone.customer is not None]
     return not Order.objects.filter(customer__in=customers, status__in=IN_PROGRESS).exists()
 
 

@@ -51,7 +51,7 @@ def cake_detail(request: BakeryRequest, slug: str) -> HttpResponse:
 @require_GET
 def compare(request: BakeryRequest, slug: str) -> HttpResponse:
     cake = get_object_or_404(cakes_on_sale(), slug=slug)
-    phones = scene.phones_of(request)
+    phones = scene.phones_of(request, make=True)
     for phone in phones:
         phone.timeline = timeline_context(phone.customer, phone=phone.spec.name)
     return render(request, "bakery/compare.html", {"cake": cake, "phones": phones, "simulator": _phone_settings()})
@@ -59,7 +59,7 @@ def compare(request: BakeryRequest, slug: str) -> HttpResponse:
 
 @require_POST
 def compare_start(request: BakeryRequest) -> HttpResponse:
-    scene.compare_start(phones=scene.phones_of(request))
+    scene.compare_start(phones=scene.phones_of(request, make=True))
     return HttpResponse(status=204)
 
 

@@ -132,3 +132,11 @@ def test_the_ending_says_when_there_was_nothing_to_prevent(browser):
     ending = browser.get("/compare/contrast/").content.decode()
     assert "With idempotency: 1 cake, 1 charge, 1 invoice. Without: 1, 1, 1." in ending
     assert "No difference this time" in ending
+
+
+def test_the_pages_polls_create_no_customer(db):
+    """Only opening the page gives a browser its phones; the kitchens and the ending only read."""
+    stranger = BakeryClient()
+    assert stranger.get("/compare/kitchens/").status_code == 200
+    assert 'data-settled="true"' in stranger.get("/compare/contrast/").content.decode()
+    assert Customer.objects.count() == 0

@@ -4,6 +4,7 @@ a Celery worker and beat, orders placed over HTTP, and what its terminal shows."
 from __future__ import annotations
 
 import os
+import pty
 import re
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import psutil
 import pytest
 
 from bakery.client import CSRF_COOKIE, CSRF_HEADER, KEY_HEADER, ME_PATH, ORDERS_PATH, order_body
+from bakery.demo import Screen
 from bakery.engines import free_port
 from tests.conftest import ARTIFACTS, ROOT
 
@@ -166,3 +168,29 @@ def test_the_demo_terminal_shows_the_banner_then_one_line_per_thing_that_matters
     assert "[tasks]" in worker_log and "payments.relay_outbox" in worker_log
     assert "POST /api/orders/" in (logs / "web.log").read_text()
     assert (logs / "story.log").read_text().count("\n") == len(told)
+
+
+def test_on_a_terminal_the_banner_stays_pinned_and_the_story_scrolls_beneath_it(monkeypatch, tmp_path):
+    """A scrolling region below the banner (what `make demo` does on a real terminal); a file gets plain lines."""
+    monkeypatch.setenv("LINES", "30")
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.setenv("TERM", "xterm-256color")
+    banner = ["", "  Freed's Bakery is open at http://127.0.0.1:8000/", "  What happens, one line each:"]
+    terminal, tty = pty.openpty()
+    with os.fdopen(tty, "w") as out:
+        screen = Screen(out=out, story_file=tmp_path / "story.log")
+        screen.show_banner(banner)
+        screen.say("09:00:00  #1 replayed to a retry")
+        screen.close()
+    shown = os.read(terminal, 65536).decode()
+    os.close(terminal)
+    assert shown.index("open at") < shown.index("\x1b[4;30r") < shown.index("#1 replayed")  # rows 4-30 scroll
+    assert shown.rstrip().endswith("\x1b[r\x1b[30;1H")  # the whole screen scrolls again after Ctrl-C
+    assert (tmp_path / "story.log").read_text() == "09:00:00  #1 replayed to a retry\n"
+
+    with open(tmp_path / "plain.txt", "w") as out:
+        screen = Screen(out=out)
+        screen.show_banner(banner)
+        screen.say("09:00:00  #1 replayed to a retry")
+        screen.close()
+    assert "\x1b" not in (tmp_path / "plain.txt").read_text()

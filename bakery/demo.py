@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import httpx
+from django import db
 
 from bakery import connections, engines
 from bakery.management.commands.load_initial_data import ADMIN_PASSWORD, ADMIN_USERNAME
@@ -131,7 +132,7 @@ def web_answers(url: str) -> bool:
 
 
 def worker_answers() -> bool:
-    from bakery.celery import app
+    from bakery.celery import app  # after setup_django: the app is configured from Django's settings
 
     return bool(app.control.ping(timeout=0.5, destination=[f"{WORKER_NAME}@{socket.gethostname()}"]))
 
@@ -313,15 +314,13 @@ def main(argv=None) -> int:
         if problem:
             print(f"The bakery could not start: {problem}", file=sys.stderr, flush=True)
             return 1
-        from bakery.timeline.feed import Feed
+        from bakery.timeline.feed import Feed  # it reads models, so only once Django is set up
 
         feed = Feed()
         screen.show_banner(banner(args, logs, env, connection_plan))
         exit_code = follow(children, logs, feed, screen, lambda: stopping, lambda: resized)
     finally:
         screen.close()
-        from django import db
-
         db.connections.close_all()
         shutdown(children)
         if not redis_given:
@@ -333,8 +332,6 @@ def main(argv=None) -> int:
 
 def follow(children, logs, feed, screen: Screen, stopping, resized) -> int:
     """Tell the story until Ctrl-C, or until a process dies (then say which, and where its log is)."""
-    from django import db
-
     unreachable = False
     drawn_for = resized()
     while not stopping():

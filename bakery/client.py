@@ -1,11 +1,11 @@
 """The order API from the client's side: the one module that speaks it over HTTP.
 
 ``manage.py tunnel``, the bench's load generator (tests/bench/load.py) and the tests' client
-(tests/conftest.py) all use it, so a session, the CSRF header, the key header and the retry policy
+(tests/conftest.py) all use it, so the customer cookie, the CSRF header, the key header and the retry policy
 are written once:
 
-* a client is a customer with a cookie jar: ``GET /api/me/`` gives the session and ``csrftoken``
-  cookies, and every write sends the token back in ``X-CSRFToken``;
+* a client is a customer with a cookie jar: ``GET /api/me/`` gives the customer's and the
+  ``csrftoken`` cookies, and every write sends the token back in ``X-CSRFToken``;
 * one ``Idempotency-Key`` per order intent, the same on every retry;
 * retries follow :class:`RetryPolicy`, declared in settings (``CLIENT_RETRY_*``) and handed to the
   simulator page too, and honour a ``409``'s ``Retry-After``.
@@ -97,7 +97,7 @@ class OrderClient:
                                       headers={"Accept": "application/json"})
 
     async def start(self, *, idempotency: bool | None = None, login_path: str | None = None) -> dict:
-        """Open the session (and the csrftoken cookie); log in or set the idempotency switch if asked."""
+        """Become a customer (its cookie and the csrftoken cookie); log in or set the idempotency switch if asked."""
         me = (await self.http.get(ME_PATH)).raise_for_status().json()
         self.customer_id, self.label = me["customer"], me["label"]
         if login_path:

@@ -13,6 +13,12 @@ bakery, nothing more; staff logins stay in Django's sessions, which a logout doe
 The switch is changed through the cookie's own browser (``PATCH /api/me/``), which sets the
 cookie again; a change made elsewhere (the admin) reaches the cookie the next time the browser
 reads its whole customer (any page, ``GET /api/me/``).
+
+A page that shows several phones side by side (the compare page) gives the browser a few more
+customers, one per phone, each with its own orders, keys and idempotency switch, kept in the
+browser's Django session. A request speaks for one of them with the header
+``X-Bakery-Phone: <name>``; only phones kept in this session can be named, so a browser can never
+act as another browser's customer.
 """
 
 from __future__ import annotations
@@ -25,12 +31,16 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError
 from django.utils.functional import SimpleLazyObject
 
 from orders.models import Customer
+from orders.problems import problem
 
 COOKIE = "bakery_customer"
+PHONES_SESSION_KEY = "bakery_phones"
+PHONE_HEADER = "X-Bakery-Phone"
 _SALT = "orders.customers"
 _FLAVOURS = ["Strawberry", "Lemon", "Carrot", "Chocolate", "Pistachio", "Coconut", "Raspberry", "Ginger",
              "Mango", "Hazelnut", "Blueberry", "Caramel", "Cherry", "Vanilla", "Matcha", "Plum"]
 _BAKERS = ["Baker", "Whisk", "Crumb", "Sprinkle", "Muffin", "Scone", "Eclair", "Bun"]
+# Cached on the HttpRequest: the whole customer the request acts for, and the one its cookie names.
 _FULL, _KNOWN = "_bakery_customer", "_bakery_known_customer"
 
 
@@ -62,8 +72,9 @@ def customer_for_request(request) -> Customer:
 
 
 def known_customer(request) -> Customer:
-    """The customer the cookie names, without a query: only ``pk`` and ``idempotency_enabled``
-    are loaded (another field reads the row). Without a cookie, :func:`customer_for_request`."""
+    """The customer the request acts for, without a query when its cookie names it: only ``pk``
+    and ``idempotency_enabled`` are loaded (another field reads the row). A phone's request acts
+    for that phone; a request without a cookie for :func:`customer_for_request`."""
     request = _django(request)
     if hasattr(request, _FULL):
         return getattr(request, _FULL)
@@ -75,14 +86,45 @@ def known_customer(request) -> Customer:
     return getattr(request, _KNOWN)
 
 
+def session_phone(request, name: str, *, label: str, idempotency: bool = True) -> Customer:
+    """One of this browser's phones, created on first use with its idempotency switch as given
+    (its label names the browser it belongs to, for the workshop dashboard)."""
+    customer = known_phone(request, name)
+    if customer is None:
+        owner = customer_for_request(request)
+        customer = Customer.objects.create(label=f"{owner.label} · {label}"[:60], idempotency_enabled=idempotency)
+        request.session[PHONES_SESSION_KEY] = {**request.session.get(PHONES_SESSION_KEY, {}), name: str(customer.pk)}
+    return customer
+
+
+def known_phone(request, name: str) -> Customer | None:
+    """One of this browser's phones if it has one; never creates anything."""
+    customer_id = request.session.get(PHONES_SESSION_KEY, {}).get(name)
+    return Customer.objects.filter(pk=customer_id).first() if customer_id else None
+
+
+def phone_of(request) -> str:
+    """The phone this request speaks for, or "" for the browser's own customer."""
+    return request.headers.get(PHONE_HEADER, "")
+
+
 class CustomerMiddleware:
-    """Puts ``request.customer`` on every request, read only when a view asks for it, and keeps
-    the cookie in step with the customer the request ended with."""
+    """Puts ``request.customer`` on every request: the phone the request names, or the browser's own
+    customer, read only when a view asks for it; and keeps the browser's cookie in step with it."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        phone = phone_of(request)
+        if phone:
+            customer = known_phone(request, phone)
+            if customer is None:
+                return problem("unknown-phone", f"This browser has no phone called {phone[:40]!r}. "
+                                                "Open the compare page again: it sets up this browser's phones.")
+            request.customer = customer
+            setattr(request, _FULL, customer)
+            return self.get_response(request)  # the browser's own cookie is not the phone's
         request.customer = SimpleLazyObject(lambda: customer_for_request(request))
         response = self.get_response(request)
         customer = getattr(request, _FULL, None)
@@ -102,7 +144,7 @@ class CustomerMiddleware:
         writes then break a foreign key. Everything the view wrote has rolled back with it, so the
         view runs once more, as a new customer, and the browser gets that customer's cookie."""
         named = _from_cookie(request)
-        if (not isinstance(exception, (IntegrityError, Customer.DoesNotExist)) or named is None
+        if (not isinstance(exception, (IntegrityError, Customer.DoesNotExist)) or named is None or phone_of(request)
                 or getattr(request, "_bakery_rerun", False) or Customer.objects.filter(pk=named[0]).exists()):
             return None
         request._bakery_rerun = True

@@ -34,6 +34,7 @@ PROBLEMS = {
     "method-not-allowed": (405, "Method not allowed"),
     "unsupported-media-type": (415, "Unsupported media type"),
     "lost-in-tunnel": (504, "Lost in the tunnel"),
+    "unknown-phone": (400, "X-Bakery-Phone names no phone of this browser"),
     "server-error": (500, "The bakery had a problem"),
 }
 
@@ -56,6 +57,7 @@ ADVICE = {
     "method-not-allowed": "Use one of the methods in the Allow header.",
     "unsupported-media-type": "Send Content-Type: application/json.",
     "lost-in-tunnel": "The tunnel simulator dropped this request; retry with the same key.",
+    "unknown-phone": "Only the phones the compare page made for this browser's session can be named; open it again.",
     "server-error": "Nothing was half-written and the key was released: retry with the same key.",
 }
 

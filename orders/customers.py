@@ -3,7 +3,7 @@
 The cookie holds the customer's id and its idempotency switch, signed with SECRET_KEY (Django's
 signed cookies: an HMAC, salted for this use, timestamped and refused after COOKIE_AGE). So the
 order API knows who is asking, and whether the switch is on, without a query and without Redis:
-:func:`known_customer`. ``request.customer`` is the whole Customer row, read (or created, with
+:func:`acting_customer`. ``request.customer`` is the whole Customer row, read (or created, with
 its cookie) only when a view asks for it.
 
 What the cookie gives up against a server-side session: it cannot be revoked before it expires,
@@ -41,7 +41,7 @@ _FLAVOURS = ["Strawberry", "Lemon", "Carrot", "Chocolate", "Pistachio", "Coconut
              "Mango", "Hazelnut", "Blueberry", "Caramel", "Cherry", "Vanilla", "Matcha", "Plum"]
 _BAKERS = ["Baker", "Whisk", "Crumb", "Sprinkle", "Muffin", "Scone", "Eclair", "Bun"]
 # Cached on the HttpRequest: the whole customer the request acts for, and the one its cookie names.
-_FULL, _KNOWN = "_bakery_customer", "_bakery_known_customer"
+_FULL, _KNOWN = "_bakery_customer", "_bakery_cookie_customer"
 
 
 def _from_cookie(request) -> tuple[uuid.UUID, bool] | None:
@@ -71,7 +71,7 @@ def customer_for_request(request) -> Customer:
     return getattr(request, _FULL)
 
 
-def known_customer(request) -> Customer:
+def acting_customer(request) -> Customer:
     """The customer the request acts for, without a query when its cookie names it: only ``pk``
     and ``idempotency_enabled`` are loaded (another field reads the row). A phone's request acts
     for that phone; a request without a cookie for :func:`customer_for_request`."""

@@ -14,7 +14,7 @@ an HTTP endpoint needs around it, in the order a request meets it:
    with ``Idempotent-Replayed: true`` and ``Idempotency-Replayed: true``. A ``5xx`` or an
    exception is never stored: everything rolls back, the key included, so a retry can succeed.
 
-Keys are scoped per endpoint (``scope``) and per customer (the cookie's customer, :func:`known_customer`),
+Keys are scoped per endpoint (``scope``) and per customer (the cookie's customer, :func:`acting_customer`),
 and every decision lands on the timeline through :meth:`Guard.event`.
 """
 
@@ -33,7 +33,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from orders.customers import known_customer
+from orders.customers import acting_customer
 from orders.events import Kind
 from orders.idempotency import (
     FingerprintMismatch,
@@ -158,7 +158,7 @@ def request_fingerprint(request) -> dict:
 def customer_owner(request) -> tuple[str, object]:
     """Keys are scoped per customer: one customer's key never replays another's answer. The
     customer comes from its cookie, without a query (orders/customers.py)."""
-    customer = known_customer(request)
+    customer = acting_customer(request)
     return str(customer.pk), customer.pk
 
 

@@ -83,7 +83,7 @@ def main(*, quick: bool, slow_seconds: float, retry_after: float, write_doc: boo
     log_dir = engines.data_dir() / "bench-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     servers: dict[str, stack.Server] = {}
-    worker = None
+    alone = worker = None
     try:
         env = stack.start_engines()
         import django
@@ -91,7 +91,8 @@ def main(*, quick: bool, slow_seconds: float, retry_after: float, write_doc: boo
         django.setup()
         stack.migrate(env)
         servers = {name: stack.Server(name, env, log_dir, slow_seconds).launch() for name in stack.IMPLEMENTATIONS}
-        for server in servers.values():
+        alone = stack.Server(stack.HANDLER_ALONE, env, log_dir, slow_seconds).launch()
+        for server in [*servers.values(), alone]:
             server.wait_ready(timeout=90)
         found.timings["setup"] = time.monotonic() - began
         log(f"stack up in {found.timings['setup']:.0f} s: " + ", ".join(f"{n} :{s.port}" for n, s in servers.items()))
@@ -110,7 +111,9 @@ def main(*, quick: bool, slow_seconds: float, retry_after: float, write_doc: boo
         log("slow retry: " + ", ".join(f"{n} {e['slow']['verdict']}" for n, e in found.edges.items()))
 
         throughput(servers, plan, found)
-        added_latency(servers[OURS], plan, found)
+        added_latency(servers[OURS], alone, plan, found)
+        alone.stop()
+        alone = None
         for peer in PEERS:
             servers.pop(peer).stop()
         scale(servers[OURS], plan, found)
@@ -119,7 +122,7 @@ def main(*, quick: bool, slow_seconds: float, retry_after: float, write_doc: boo
     finally:
         if worker is not None:
             worker.stop()
-        for server in servers.values():
+        for server in [*servers.values(), *([alone] if alone else [])]:
             server.stop()
         stack.stop_engines()
     found.timings["total"] = time.monotonic() - began
@@ -374,20 +377,24 @@ def cpu_meter(server):
     return lambda: {"web": stack.cpu_seconds(server.process.pid), "db": stack.cpu_seconds(engines.postgres_pid())}
 
 
-def added_latency(server, plan: Plan, found: Findings) -> None:
-    """What the layer adds to one request when nothing else is waiting: one request at a time,
-    (a), (b) and (c) taking turns (so a drift in the machine's load hits all three alike). (a) and
-    (b) send fresh keys, (c) the key (b) sent one turn before."""
+def added_latency(server, alone, plan: Plan, found: Findings) -> None:
+    """What the layer adds to one request when nothing else is waiting: one request at a time, the
+    handler with no layer at all (``alone``), (a), (b) and (c) taking turns, so a drift in the
+    machine's load hits all four alike. All but (c) send fresh keys; (c) the key (b) sent one turn
+    before."""
 
     async def run() -> dict[str, Result]:
+        (bare,) = await shoppers(alone.url, alone.order_url, 1)
         (off,) = await make_shoppers(server, 1, idempotency=False)
         (on,) = await make_shoppers(server, 1)
-        results = {case: Result() for case in "abc"}
+        results = {case: Result() for case in ("alone", "a", "b", "c")}
         previous = uuid.uuid4()
         await on.order(previous)
+        await bare.order(uuid.uuid4())
         for _ in range(plan.latency_samples):
             key = uuid.uuid4()
-            for case, shopper, sent in (("a", off, uuid.uuid4()), ("b", on, key), ("c", on, previous)):
+            turns = (("alone", bare, uuid.uuid4()), ("a", off, uuid.uuid4()), ("b", on, key), ("c", on, previous))
+            for case, shopper, sent in turns:
                 started = time.perf_counter()
                 response = await shopper.order(sent)
                 elapsed = time.perf_counter() - started
@@ -395,15 +402,15 @@ def added_latency(server, plan: Plan, found: Findings) -> None:
                 results[case].elapsed += elapsed
                 results[case].statuses[response.status_code] += 1
             previous = key
-        for shopper in (off, on):
+        for shopper in (bare, off, on):
             await shopper.close()
         return results
 
     for case, result in asyncio.run(run()).items():
-        found.results[(f"{case}-alone", OURS)] = result
-    a, b, c = (found.results[(f"{case}-alone", OURS)] for case in "abc")
-    log(f"one at a time: (b) - (a) p50 {b.p50 - a.p50:+.2f} ms, p99 {b.p99 - a.p99:+.2f} ms; "
-        f"(c) - (a) p50 {c.p50 - a.p50:+.2f} ms, p99 {c.p99 - a.p99:+.2f} ms")
+        found.results[(f"{case}-alone" if case != "alone" else "handler-alone", OURS)] = result
+    alone_result, b, c = (found.results[(case, OURS)] for case in ("handler-alone", "b-alone", "c-alone"))
+    log(f"one at a time: (b) - handler alone p50 {b.p50 - alone_result.p50:+.2f} ms, p99 "
+        f"{b.p99 - alone_result.p99:+.2f} ms; (c) - handler alone p50 {c.p50 - alone_result.p50:+.2f} ms")
 
 
 def merge(results: list[Result]) -> Result:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from bakery.engines import free_port
 from tests.processes import ROOT, CeleryWorkerProcess, GunicornProcess
 
 BENCH_DATABASE = "bench"
@@ -28,6 +29,9 @@ IMPLEMENTATIONS = {
     "drf-idempotencykey": ("tests.bench.peers.settings_drf_idempotencykey", "/bench/orders/"),
     "django-idempotency-key": ("tests.bench.peers.settings_django_idempotency_key", "/bench/orders/"),
 }
+# The same handler with no layer at all: the reference for the latency a layer adds.
+HANDLER_ALONE = "handler-alone"
+REFERENCES = {HANDLER_ALONE: ("tests.bench.peers.settings_handler_alone", "/bench/orders/")}
 
 
 def start_engines(database: str = BENCH_DATABASE) -> dict:
@@ -74,13 +78,26 @@ def migrate(env: dict, peer_settings: list[str] | None = None) -> None:
                        env={**env, "DJANGO_SETTINGS_MODULE": settings_module})
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
+def unused_port() -> int:
+    """A free loopback port no other server of this run was given: the servers bind theirs only once
+    they have started, so two asked in a row could otherwise be handed the same one."""
+    port = free_port()
+    while port in _PORTS_GIVEN:
+        port = free_port()
+    _PORTS_GIVEN.add(port)
+    return port
+
+
 class Server(GunicornProcess):
     """One gunicorn serving one implementation on a free loopback port, with one configuration for all."""
 
     def __init__(self, name: str, env: dict, log_dir: Path, slow_seconds: float):
         self.name = name
-        self.settings_module, self.order_url = IMPLEMENTATIONS[name]
-        super().__init__(env={**env, "DJANGO_SETTINGS_MODULE": self.settings_module,
+        self.settings_module, self.order_url = {**IMPLEMENTATIONS, **REFERENCES}[name]
+        super().__init__(port=unused_port(), env={**env, "DJANGO_SETTINGS_MODULE": self.settings_module,
                               "TUNNEL_SLOW_SECONDS": str(slow_seconds)},
                          log_path=log_dir / f"gunicorn-{name}.log", workers=GUNICORN_WORKERS, threads=GUNICORN_THREADS,
                          extra_args=("--timeout", "120", "--graceful-timeout", "5", "--preload", "--keep-alive", "300"))

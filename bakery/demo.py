@@ -48,12 +48,30 @@ def served_hosts(host: str) -> list[str]:
     return hosts
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def debug_refusal(host: str) -> str | None:
+    """DEBUG pages show settings, tracebacks and SQL to whoever asks: never to a room."""
+    from bakery.env import env_bool
+
+    if host not in LOOPBACK and env_bool("DEBUG", False):
+        return (f"Refusing to serve {host} with DEBUG on: every learner on the network could read the bakery's "
+                "settings and tracebacks. Unset DEBUG (or set DEBUG=false) to serve the room, or keep "
+                "HOST=127.0.0.1 to debug on this machine.")
+    return None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--web-workers", type=int, default=2)
     args = parser.parse_args(argv)
+    refusal = debug_refusal(args.host)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     if not port_is_free(args.host, args.port):
         print(f"Port {args.port} on {args.host} is already in use (another bakery?). "
               f"Pick another one: make demo PORT={args.port + 1}", file=sys.stderr)
@@ -93,8 +111,9 @@ def main(argv=None) -> int:
 
     shown_host = lan_address() if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown_host or '127.0.0.1'}:{args.port}/"
-    from bakery.management.commands.load_initial_data import ADMIN_PASSWORD, ADMIN_USERNAME
+    from bakery.facilitator import stored_login
 
+    login = stored_login()
     print(f"\n  Freed's Bakery is open at {url}", flush=True)
     if args.host in ("0.0.0.0", "::"):
         from bakery.qr import qr_terminal
@@ -102,7 +121,12 @@ def main(argv=None) -> int:
         print(f"  Learners: scan this or open {url} on the room's Wi-Fi", flush=True)
         print(qr_terminal(url), flush=True)
         print(f"  Facilitator dashboard: {url}workshop/ (staff login)", flush=True)
-    print(f"  Admin: {url}admin/  user {ADMIN_USERNAME!r}  password {ADMIN_PASSWORD!r}", flush=True)
+    if login is None or login.password is None:
+        print(f"  Admin: {url}admin/  password set in the admin; `.venv/bin/python manage.py facilitator_password "
+              "--reset` makes a new one", flush=True)
+    else:
+        print(f"  Admin: {url}admin/  user {login.username!r}  password {login.password!r}  (this install's own; "
+              "`manage.py facilitator_password` prints it again)", flush=True)
     print("  Web, worker and beat are running. Press Ctrl-C to stop everything.\n", flush=True)
 
     stopping = False

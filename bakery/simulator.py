@@ -192,7 +192,9 @@ def timeline_events(*, customer, limit_intents: int = 6) -> tuple[list[Event], d
 
 
 def build_timeline(*, customer, limit_intents: int = 6) -> list[Intent]:
-    """The intents newest first, each with its attempts and the rows of its diagram."""
+    """The intents newest first, each with its attempts and the rows of its diagram (none for a visitor)."""
+    if customer is None:
+        return []
     intents: dict[str, Intent] = {}
     order_intent: dict[int, Intent] = {}
     steps: list[Event] = []

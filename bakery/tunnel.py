@@ -12,14 +12,29 @@ An attempt made "inside the tunnel" carries the header ``X-Bakery-Tunnel``:
 Nothing is painted over a successful call: the browser (or the tunnel CLI) sends a real
 request and really aborts it when its timeout fires. A client that waits out the hold gets an
 honest 504 for a lost request, and the (late) real answer for a lost response.
+
+A held request holds a web thread, so the tunnel is guarded like any write and more:
+
+* the header is honoured only after Django's CSRF check passes, and only for a visitor who is
+  already a customer (a cookie-less script would otherwise be a new customer every time);
+* one customer holds at most ``TUNNEL_MAX_HOLDS`` requests in the tunnel at once; past that an
+  attempt is answered at once with ``429`` (``tunnel-full``) instead of taking another thread.
+  The holds are counted with PostgreSQL advisory locks, one per slot, taken on the request's own
+  database connection: they count across every web process, and a process that dies mid-hold
+  loses its connection and so its slot, so no count is ever left behind.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from contextlib import contextmanager
 
 from django.conf import settings
+from django.db import connection
+from django.middleware.csrf import CsrfViewMiddleware
 
+from orders.customers import known_customer
 from orders.events import Kind, record_event
 from orders.problems import problem
 
@@ -39,8 +54,35 @@ def _key_of(request) -> str:
     return request.headers.get("Idempotency-Key", "").strip().strip('"')[:255]
 
 
+def csrf_refusal(request):
+    """Django's own CSRF check, run before the tunnel holds anything: None when it passes,
+    else the refusal (CSRF_FAILURE_VIEW, a csrf-failed problem under /api/)."""
+    check = CsrfViewMiddleware(lambda _request: None)
+    check.process_request(request)
+    return check.process_view(request, None, (), {})
+
+
+@contextmanager
+def tunnel_slot(customer_id):
+    """Take one of the customer's TUNNEL_MAX_HOLDS slots for the duration; yields False when all are taken."""
+    taken = None
+    with connection.cursor() as cursor:
+        for slot in range(settings.TUNNEL_MAX_HOLDS):
+            name = f"bakery-tunnel:{customer_id}:{slot}"
+            cursor.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [name])
+            if cursor.fetchone()[0]:
+                taken = name
+                break
+    try:
+        yield taken is not None
+    finally:
+        if taken is not None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [taken])
+
+
 class TunnelMiddleware:
-    """Applies ``request-lost`` and ``response-lost`` around the order API."""
+    """Applies the tunnel around the order API (``slow`` acts inside the handler, see :func:`inside_handler`)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -49,7 +91,22 @@ class TunnelMiddleware:
         mode = mode_of(request)
         if mode is None or request.method != "POST" or not request.path.startswith("/api/orders"):
             return self.get_response(request)
-        customer = request.customer
+        refused = csrf_refusal(request)
+        if refused is not None:
+            return refused
+        customer = known_customer(request)
+        if customer is None:
+            return problem("forbidden", "The tunnel simulator is for customers: open a cake page, place an order "
+                                        "or set your idempotency switch first, keeping the session cookie.")
+        with tunnel_slot(customer.pk) as held:
+            if not held:
+                wait = math.ceil(max(settings.TUNNEL_HOLD_SECONDS, settings.TUNNEL_SLOW_SECONDS))
+                return problem("tunnel-full", f"You already have {settings.TUNNEL_MAX_HOLDS} requests held in the "
+                                              f"tunnel, the most one customer may have at once. Retry in {wait} s, "
+                                              "when one has come out.", headers={"Retry-After": str(wait)})
+            return self._through_the_tunnel(request, mode, customer)
+
+    def _through_the_tunnel(self, request, mode, customer):
         if customer.last_scenario != mode:
             customer.last_scenario = mode
             customer.save(update_fields=["last_scenario", "last_seen_at"])

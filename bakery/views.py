@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from bakery.models import Cake
 from bakery.simulator import LANES, build_timeline
 from orders import selectors, services
+from orders.customers import known_customer
 
 # Automatic retries: the first waits about this long, each next one twice as long (plus jitter).
 RETRY_BASE_SECONDS = 1.0
@@ -29,7 +30,7 @@ def cake_list(request):
 @require_GET
 def cake_detail(request, slug):
     cake = get_object_or_404(Cake, slug=slug, is_available=True)
-    customer = request.customer
+    customer = request.customer  # opening a cake (the tunnel simulator) makes the visitor a customer
     return render(
         request,
         "bakery/cake_detail.html",
@@ -55,17 +56,19 @@ def _page_or_partial(request, name: str, context: dict):
 
 @require_GET
 def kitchen(request):
-    return _page_or_partial(request, "kitchen", _kitchen_context(request.customer))
+    return _page_or_partial(request, "kitchen", _kitchen_context(known_customer(request)))
 
 
 @require_GET
 def timeline(request):
-    return _page_or_partial(request, "timeline", _timeline_context(request.customer))
+    return _page_or_partial(request, "timeline", _timeline_context(known_customer(request)))
 
 
 @require_POST
 def reset(request):
-    services.customer_reset(customer=request.customer)
+    customer = known_customer(request)
+    if customer is not None:  # a visitor has nothing to reset, and is not made a customer for it
+        services.customer_reset(customer=customer)
     if request.htmx:
         response = render(request, "bakery/_reset_done.html")
         response["HX-Trigger"] = "bakery:reset"

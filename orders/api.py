@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from bakery import tunnel
 from orders import selectors, services
+from orders.customers import known_customer
 from orders.events import Kind, record_event
 from orders.idempotency import (
     FingerprintMismatch,
@@ -27,6 +28,7 @@ from orders.idempotency import (
 )
 from orders.problems import VALID_KEY_HINT, ProblemError
 from orders.serializers import OrderInSerializer, OrderSerializer
+from orders.throttles import OrderRateThrottle
 
 MAX_KEY_LENGTH = 255
 ORDER_SCOPE = "orders.create"
@@ -91,9 +93,11 @@ def _problem_response(description: str):
 
 
 class OrderListCreate(CustomerAPIView):
+    throttle_classes = [OrderRateThrottle]  # counts POSTs only
+
     @extend_schema(responses=OrderSerializer(many=True), summary="This customer's orders, newest first")
     def get(self, request):
-        orders = selectors.order_list(customer=request.customer)
+        orders = selectors.order_list(customer=known_customer(request._request))
         return Response(OrderSerializer(orders, many=True).data)
 
     @extend_schema(
@@ -115,6 +119,8 @@ class OrderListCreate(CustomerAPIView):
                                    "(IDEMPOTENCY_WAIT_SECONDS); retry after the `Retry-After` seconds"),
             413: _problem_response("Body over 64 KiB"),
             422: _problem_response("The key was used before with a different body; `fields` names what differs"),
+            429: _problem_response("More orders than ORDER_THROTTLE_RATE from this customer, or more requests "
+                                   "held in the tunnel than TUNNEL_MAX_HOLDS; retry after `Retry-After` seconds"),
         },
     )
     def post(self, request):
@@ -203,26 +209,35 @@ class OrderDetail(CustomerAPIView):
     @extend_schema(responses={200: OrderSerializer, 404: _problem_response("No such order for this customer")},
                    summary="One of this customer's orders, with its payment, invoice and emails")
     def get(self, request, pk: int):
-        order = selectors.order_get(customer=request.customer, order_id=pk)
+        order = selectors.order_get(customer=known_customer(request._request), order_id=pk)
         if order is None:
             raise ProblemError("not-found", f"You have no order #{pk}.")
         return Response(OrderSerializer(order).data)
 
 
-MeSerializer = inline_serializer("Me", {"customer": serializers.UUIDField(), "label": serializers.CharField(),
+MeSerializer = inline_serializer("Me", {"customer": serializers.UUIDField(allow_null=True),
+                                        "label": serializers.CharField(),
                                         "idempotency": serializers.BooleanField()})
 MePatchSerializer = inline_serializer("MePatch", {"idempotency": serializers.BooleanField()})
 
 
 class Me(CustomerAPIView):
-    """Who am I? Sets the session and csrftoken cookies a script needs for writes."""
+    """Who am I? Sets the csrftoken cookie a script needs for writes.
 
-    @extend_schema(responses=MeSerializer, summary="This browser's customer and its idempotency switch")
+    Reading creates nothing: a visitor is ``{"customer": null}`` until its first write (an order
+    or this switch) makes it a customer and sets the session cookie.
+    """
+
+    @extend_schema(responses=MeSerializer, summary="This browser's customer (null until its first write) "
+                                                   "and its idempotency switch")
     def get(self, request):
         from django.middleware.csrf import get_token
 
         get_token(request._request)  # sets the csrftoken cookie
-        return Response(self._as_json(request.customer))
+        customer = known_customer(request._request)
+        if customer is None:
+            return Response({"customer": None, "label": "", "idempotency": True})
+        return Response(self._as_json(customer))
 
     @extend_schema(request=MePatchSerializer, responses=MeSerializer,
                    summary="Turn idempotency off to reproduce the tunnel bug (this customer only)")

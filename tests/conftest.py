@@ -38,7 +38,11 @@ class BakeryClient(APIClient):
         super().__init__(*args, enforce_csrf_checks=True, **kwargs)
 
     def start(self) -> dict:
-        me = self.get("/api/me/").json()
+        """Become a customer the way a script does: GET /api/me/ for the csrftoken cookie, then a
+        first write (setting the idempotency switch) makes the customer and its session."""
+        self.get("/api/me/")
+        me = self.patch("/api/me/", {"idempotency": True}, format="json",
+                        headers={"X-CSRFToken": self.cookies["csrftoken"].value}).json()
         self.customer_id = me["customer"]
         return me
 

@@ -70,14 +70,14 @@ class Shopper:
         )
 
     async def start(self, *, idempotency: bool = True, login: bool = False) -> Shopper:
-        me = (await self.client.get("/api/me/")).json()
-        self.customer_id = me["customer"]
+        (await self.client.get("/api/me/")).raise_for_status()  # the csrftoken cookie
         if login:
             response = await self.client.post("/bench/login/", headers=self._csrf())
             response.raise_for_status()
-        if not idempotency:
-            response = await self.client.patch("/api/me/", json={"idempotency": False}, headers=self._csrf())
-            response.raise_for_status()
+        # The first write makes the session a customer.
+        response = await self.client.patch("/api/me/", json={"idempotency": idempotency}, headers=self._csrf())
+        response.raise_for_status()
+        self.customer_id = response.json()["customer"]
         return self
 
     def _csrf(self) -> dict:

@@ -43,6 +43,7 @@ def test_32_simultaneous_requests_with_one_key_make_one_order(cake):
 def _fire_32(url):
     setup = httpx.Client(base_url=url)
     setup.get("/api/me/")
+    setup.patch("/api/me/", json={"idempotency": True}, headers={"X-CSRFToken": setup.cookies["csrftoken"]})
     cookies, token = dict(setup.cookies), setup.cookies["csrftoken"]
     key, threads, barrier = str(uuid.uuid4()), 32, threading.Barrier(32)
     answers: list[httpx.Response] = []

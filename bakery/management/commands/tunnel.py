@@ -3,7 +3,7 @@
 One learner (or ``--participants K`` learners at once, each with its own cookie jar and so its own
 customer) does what a phone in a tunnel does:
 
-1. ``GET /api/me/`` for the session and csrftoken cookies, ``PATCH /api/me/`` for the switch;
+1. ``GET /api/me/`` for the csrftoken cookie, ``PATCH /api/me/`` for the switch (and the session);
 2. attempt 1 of one order intent goes *through the tunnel* (header ``X-Bakery-Tunnel``) and is
    really aborted when the client timeout fires, exactly like the browser's fetch timeout;
 3. up to ``--retries`` retries with the same Idempotency-Key, exponential backoff with jitter,
@@ -116,11 +116,12 @@ async def run_learner(number: int, scenario: Scenario, say) -> Learner:
     learner = Learner(number)
     async with httpx.AsyncClient(base_url=scenario.url, timeout=30) as client:
         try:
-            me = (await client.get("/api/me/")).raise_for_status().json()
-            learner.label, learner.customer = me["label"], me["customer"]
+            (await client.get("/api/me/")).raise_for_status()  # the csrftoken cookie
             csrf = {"X-CSRFToken": client.cookies["csrftoken"]}
-            switch = await client.patch("/api/me/", json={"idempotency": scenario.idempotency}, headers=csrf)
-            switch.raise_for_status()
+            # The first write makes this session a customer (GET /api/me/ alone creates nothing).
+            me = (await client.patch("/api/me/", json={"idempotency": scenario.idempotency}, headers=csrf)
+                  ).raise_for_status().json()
+            learner.label, learner.customer = me["label"], me["customer"]
         except (httpx.HTTPError, KeyError, ValueError) as error:
             learner.error = f"could not start a session: {error}"
             return learner

@@ -28,7 +28,7 @@ from orders.idempotency import (
 )
 from orders.problems import VALID_KEY_HINT, ProblemError
 from orders.serializers import OrderInSerializer, OrderSerializer
-from orders.throttles import OrderRateThrottle
+from orders.throttles import OrderBurstThrottle, OrderRateThrottle
 
 MAX_KEY_LENGTH = 255
 ORDER_SCOPE = "orders.create"
@@ -93,7 +93,7 @@ def _problem_response(description: str):
 
 
 class OrderListCreate(CustomerAPIView):
-    throttle_classes = [OrderRateThrottle]  # counts POSTs only
+    throttle_classes = [OrderBurstThrottle, OrderRateThrottle]  # they count POSTs only
 
     @extend_schema(responses=OrderSerializer(many=True), summary="This customer's orders, newest first")
     def get(self, request):
@@ -119,8 +119,9 @@ class OrderListCreate(CustomerAPIView):
                                    "(IDEMPOTENCY_WAIT_SECONDS); retry after the `Retry-After` seconds"),
             413: _problem_response("Body over 64 KiB"),
             422: _problem_response("The key was used before with a different body; `fields` names what differs"),
-            429: _problem_response("More orders than ORDER_THROTTLE_RATE from this customer, or more requests "
-                                   "held in the tunnel than TUNNEL_MAX_HOLDS; retry after `Retry-After` seconds"),
+            429: _problem_response("More orders than ORDER_BURST_RATE or ORDER_THROTTLE_RATE from this customer, "
+                                   "or more requests held in the tunnel than TUNNEL_MAX_HOLDS; retry after "
+                                   "`Retry-After` seconds"),
         },
     )
     def post(self, request):

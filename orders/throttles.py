@@ -1,13 +1,17 @@
 """Order creation is throttled per customer, so one learner's script cannot crowd out the room.
 
-A DRF throttle on ``POST /api/orders/``: over ``ORDER_THROTTLE_RATE`` (e.g. ``60/min``) the
-answer is ``429`` problem+json with ``Retry-After``. It counts in the default cache (Redis).
+Two DRF throttles on ``POST /api/orders/``, DRF's burst-and-sustained pattern: over
+``ORDER_BURST_RATE`` (``5/sec``: a script firing a hundred at once) or ``ORDER_THROTTLE_RATE``
+(``60/min``) the answer is ``429`` problem+json with ``Retry-After``. They count in the default
+cache (Redis). A person, and the simulator's retries with backoff, stay far below both.
 
 It counts with one atomic ``INCR`` per request in a fixed window rather than DRF's
 SimpleRateThrottle history list: that list is read, changed and written back, so a burst of
 concurrent requests from one customer (exactly what a flood is) overwrites its own entries and
-is barely counted. When the cache cannot count (no Redis, an evicted key) the order goes
-through: the throttle protects the room, it never stands between a customer and their cake.
+is barely counted. Every attempt counts, refused ones too, so a script that keeps hammering stays
+refused until the window ends (``Retry-After``); a person who waits is let in at once. When the
+cache cannot count (no Redis, an evicted key) the order goes through: the throttle protects the
+room, it never stands between a customer and their cake.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ OFF = {"", "off", "none"}
 
 class OrderRateThrottle(SimpleRateThrottle):
     scope = "orders"
+    rate_setting = "ORDER_THROTTLE_RATE"
 
     def get_rate(self):
-        rate = (settings.ORDER_THROTTLE_RATE or "").strip().lower()
+        rate = (getattr(settings, self.rate_setting) or "").strip().lower()
         return None if rate in OFF else rate
 
     def get_cache_key(self, request, view):
@@ -55,3 +60,8 @@ class OrderRateThrottle(SimpleRateThrottle):
 
     def wait(self):
         return max(1.0, self.window_ends - self.now)
+
+
+class OrderBurstThrottle(OrderRateThrottle):
+    scope = "orders-burst"
+    rate_setting = "ORDER_BURST_RATE"

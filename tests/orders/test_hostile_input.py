@@ -148,7 +148,8 @@ def test_another_customers_order_is_a_404_problem(customer_client, cake):
 @pytest.mark.parametrize("method, url", [("put", "/api/me/"), ("delete", "/api/orders/"), ("patch", "/api/orders/"),
                                          ("post", "/api/problems/"), ("post", "/api/schema/")])
 def test_a_method_the_api_does_not_take_is_a_405_problem_with_allow(customer_client, method, url):
-    response = getattr(customer_client, method)(url, headers={"X-CSRFToken": customer_client.cookies["csrftoken"].value})
+    token = customer_client.cookies["csrftoken"].value
+    response = getattr(customer_client, method)(url, headers={"X-CSRFToken": token})
     assert_problem(response, 405, "method-not-allowed")
     assert response["Allow"]
 

@@ -6,6 +6,7 @@ import uuid
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse
+from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -45,6 +46,12 @@ class CustomerSessionAuthentication(SessionAuthentication):
         read_body(request)  # the CSRF check reads the body, so the size limit comes first
         self.enforce_csrf(request)
         return (request._request.user, None)
+
+
+class CustomerSessionScheme(SessionScheme):
+    """The OpenAPI schema describes the customer's session cookie as DRF's session scheme would."""
+
+    target_class = CustomerSessionAuthentication
 
 
 class CustomerAPIView(APIView):

@@ -31,6 +31,7 @@ import time
 from contextlib import contextmanager
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.middleware.csrf import CsrfViewMiddleware
 
@@ -57,6 +58,12 @@ def _key_of(request) -> str:
 def csrf_refusal(request):
     """Django's own CSRF check, run before the tunnel holds anything: None when it passes,
     else the refusal (CSRF_FAILURE_VIEW, a csrf-failed problem under /api/)."""
+    try:
+        # The check may parse a form body from the stream; read it whole first (within the size
+        # limit) so the order view can still read it afterwards.
+        request.body  # noqa: B018
+    except RequestDataTooBig:
+        return problem("body-too-large", "An order body may be at most 64 KiB.")
     check = CsrfViewMiddleware(lambda _request: None)
     check.process_request(request)
     return check.process_view(request, None, (), {})

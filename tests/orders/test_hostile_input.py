@@ -198,3 +198,12 @@ def test_invoices_of_another_customer_are_not_shown(customer_client, cake):
     stranger.start()
     assert stranger.get(f"/invoices/{number}/").status_code == 404
     assert Client().get(f"/invoices/{number}/").status_code == 404  # nor to a visitor without a session
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data; boundary=x", "application/x-www-form-urlencoded"])
+def test_a_form_body_through_the_tunnel_is_a_problem_not_a_500(customer_client, cake, settings, content_type):
+    """The tunnel's CSRF check parses a form body before the order view reads it."""
+    settings.TUNNEL_HOLD_SECONDS = 0
+    response = post_raw(customer_client, "[]", content_type=content_type, **{"X-Bakery-Tunnel": "response-lost"})
+    assert_problem(response, 415, "unsupported-media-type")
+    assert nothing_created()

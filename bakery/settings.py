@@ -187,7 +187,7 @@ REST_FRAMEWORK = {
 # "off". Over either: 429 problem+json with Retry-After (orders/throttles.py). The burst rate
 # keeps one script's hundred-at-once from filling every web thread.
 ORDER_THROTTLE_RATE = os.environ.get("ORDER_THROTTLE_RATE", "60/min")
-ORDER_BURST_RATE = os.environ.get("ORDER_BURST_RATE", "5/sec")
+ORDER_BURST_RATE = os.environ.get("ORDER_BURST_RATE", "10/sec")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Freed's Bakery order API",

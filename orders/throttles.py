@@ -1,7 +1,7 @@
 """Order creation is throttled per customer, so one learner's script cannot crowd out the room.
 
 Two DRF throttles on ``POST /api/orders/``, DRF's burst-and-sustained pattern: over
-``ORDER_BURST_RATE`` (``5/sec``: a script firing a hundred at once) or ``ORDER_THROTTLE_RATE``
+``ORDER_BURST_RATE`` (``10/sec``: a script firing a hundred at once) or ``ORDER_THROTTLE_RATE``
 (``60/min``) the answer is ``429`` problem+json with ``Retry-After``. They count in the default
 cache (Redis). A person, and the simulator's retries with backoff, stay far below both.
 

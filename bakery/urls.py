@@ -1,18 +1,18 @@
-"""URLs. The storefront/simulator and the workshop each keep their routes in their own module."""
+"""URLs. The storefront (with the timeline) and the workshop each keep their routes in their own package."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from bakery import docs
+from bakery.guide.views import doc_page
 from orders import api
 from orders.problems import problem_catalogue
 from payments import views as payment_views
 
 urlpatterns = [
-    path("", include("bakery.storefront_urls")),
-    path("workshop/", include("bakery.workshop_urls")),
-    path("docs/<slug:name>/", docs.doc_page, name="doc-page"),
+    path("", include("bakery.storefront.urls")),
+    path("workshop/", include("bakery.workshop.urls")),
+    path("docs/<slug:name>/", doc_page, name="doc-page"),
     path("invoices/<str:number>/", payment_views.invoice_detail, name="invoice-detail"),
     path("api/me/", api.Me.as_view(), name="api-me"),
     path("api/orders/", api.OrderListCreate.as_view(), name="api-orders"),
@@ -23,5 +23,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-handler404 = "bakery.views.page_not_found"
+handler404 = "bakery.storefront.views.page_not_found"
 handler500 = "orders.problems.server_error"

@@ -3,9 +3,13 @@
 import io
 import os
 
+from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
+from bakery import engines
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bakery.settings")
+engines.start()
 
 
 class ChunkedRequestBody:
@@ -23,8 +27,6 @@ class ChunkedRequestBody:
 
     def __call__(self, environ, start_response):
         if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() and not environ.get("CONTENT_LENGTH"):
-            from django.conf import settings
-
             body = environ["wsgi.input"].read(settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))

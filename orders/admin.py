@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from orders.models import Customer, Event, IdempotencyRecord, Order, OrderItem
+from orders.models import Cake, Customer, Event, IdempotencyRecord, Order, OrderItem, OutboxMessage
 
 
 class OrderItemInline(admin.TabularInline):
@@ -31,3 +31,19 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
 class EventAdmin(admin.ModelAdmin):
     list_display = ["created_at", "source", "kind", "key", "customer", "order"]
     list_filter = ["source", "kind"]
+
+
+@admin.register(Cake)
+class CakeAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "price", "position", "is_available"]
+    list_editable = ["price", "position", "is_available"]
+    prepopulated_fields = {"slug": ["name"]}
+    search_fields = ["name"]
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(admin.ModelAdmin):
+    """Pending rows (no dispatched_at) are what beat will publish next; last_error says why not yet."""
+
+    list_display = ["id", "task", "args", "created_at", "dispatched_at", "attempts", "last_error"]
+    list_filter = [("dispatched_at", admin.EmptyFieldListFilter), "task"]

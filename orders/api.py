@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse
+from django.middleware.csrf import get_token
 from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -15,24 +14,16 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from bakery import tunnel
 from orders import selectors, services
 from orders.customers import known_customer
-from orders.events import Kind, record_event
-from orders.idempotency import (
-    FingerprintMismatch,
-    Guard,
-    KeyInFlight,
-    StoredResponse,
-    replay_if_finished,
-    run_once,
-)
+from orders.idempotent import idempotent, uuid_key
 from orders.problems import VALID_KEY_HINT, ProblemError
 from orders.serializers import OrderInSerializer, OrderSerializer
 from orders.throttles import OrderBurstThrottle, OrderRateThrottle
 
-MAX_KEY_LENGTH = 255
 ORDER_SCOPE = "orders.create"
+# The order API's key policy: a UUID, bare or as an sf-string ("…").
+ORDER_KEY = uuid_key(VALID_KEY_HINT)
 
 
 class CustomerSessionAuthentication(SessionAuthentication):
@@ -56,22 +47,6 @@ class CustomerSessionScheme(SessionScheme):
 
 class CustomerAPIView(APIView):
     authentication_classes = [CustomerSessionAuthentication]
-
-
-def parse_idempotency_key(header: str | None) -> uuid.UUID:
-    """Accept a UUID bare or as an RFC 8941 sf-string ("…"), as the IETF draft writes it."""
-    if header is None or not header.strip():
-        raise ProblemError("idempotency-key-missing",
-                           f"POST /api/orders/ needs an Idempotency-Key header. {VALID_KEY_HINT}")
-    value = header.strip()
-    if len(value) > MAX_KEY_LENGTH:
-        raise ProblemError("idempotency-key-invalid", f"The key is {len(value)} characters long. {VALID_KEY_HINT}")
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        value = value[1:-1]
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise ProblemError("idempotency-key-invalid", f"'{value[:60]}' is not a UUID. {VALID_KEY_HINT}") from None
 
 
 def read_body(request) -> None:
@@ -131,53 +106,23 @@ class OrderListCreate(CustomerAPIView):
                                    "`Retry-After` seconds"),
         },
     )
+    @idempotent(scope=ORDER_SCOPE, key=ORDER_KEY, fingerprint=lambda request: order_fingerprint_source(request.data),
+                validate=lambda request: validated_order(request.data),
+                enabled=lambda request: request.customer.idempotency_enabled)
     def post(self, request):
-        customer = request.customer
-        guarded = customer.idempotency_enabled
-        header = request.headers.get("Idempotency-Key")
-        try:
-            key = parse_idempotency_key(header) if guarded else _key_or_none(header)
-            guard = Guard(scope=ORDER_SCOPE, owner=str(customer.pk), key=str(key), source="api",
-                          customer_id=customer.pk)
-            fingerprint_source = order_fingerprint_source(request.data)
-            # A finished key is answered before validation: a replay then costs one SELECT.
-            replayed = replay_if_finished(guard, fingerprint_source) if guarded else None
-            if replayed is not None:
-                return _as_http(replayed.response, replayed=True)
-            incoming = OrderInSerializer(data=request.data)
-            incoming.is_valid(raise_exception=True)
-        except FingerprintMismatch as mismatch:
-            raise _mismatch_problem(mismatch) from None
-        except Exception as error:
-            record_event(source="api", kind=Kind.REJECTED, key=_key_or_none(header) or "", customer=customer,
-                         reason=str(getattr(error, "detail", error))[:300])
-            raise
+        customer, claim = request.customer, request.idempotency
+        order = services.order_place(customer=customer, items=claim.validated["items"], note=claim.validated["note"],
+                                     idempotency_key=claim.key, idempotent=claim.guarded)
+        body = OrderSerializer(selectors.order_get(customer=customer, order_id=order.pk)).data
+        return HttpResponse(JSONRenderer().render(body), status=201, content_type="application/json",
+                            headers={"Location": request.build_absolute_uri(f"/api/orders/{order.pk}/")})
 
-        def place() -> StoredResponse:
-            tunnel.inside_handler(request)
-            order = services.order_place(
-                customer=customer, items=incoming.validated_data["items"], note=incoming.validated_data["note"],
-                idempotency_key=key, idempotent=guarded,
-            )
-            stored = selectors.order_get(customer=customer, order_id=order.pk)
-            body = JSONRenderer().render(OrderSerializer(stored).data)
-            return StoredResponse(201, body, {"Content-Type": "application/json",
-                                              "Location": request.build_absolute_uri(f"/api/orders/{order.pk}/")})
 
-        if not guarded:
-            record_event(source="api", kind=Kind.UNGUARDED, key=key or "", customer=customer)
-            return _as_http(place(), replayed=False)
-
-        try:
-            outcome = run_once(guard, fingerprint_source, place, checked_finished=True)
-        except FingerprintMismatch as mismatch:
-            raise _mismatch_problem(mismatch) from None
-        except KeyInFlight as busy:
-            raise ProblemError("idempotency-key-in-use",
-                               "The first request with this key is still being processed. "
-                               f"Retry in {busy.retry_after} s with the same key to get its answer.",
-                               headers={"Retry-After": str(busy.retry_after)}) from None
-        return _as_http(outcome.response, replayed=outcome.replayed)
+def validated_order(data) -> dict:
+    """The order's own validation: runs before the key is claimed, so its 400 does not spend the key."""
+    incoming = OrderInSerializer(data=data)
+    incoming.is_valid(raise_exception=True)
+    return incoming.validated_data
 
 
 def order_fingerprint_source(data) -> dict:
@@ -189,28 +134,6 @@ def order_fingerprint_source(data) -> dict:
     if isinstance(items, list):
         items = [{"cake": i.get("cake"), "quantity": i.get("quantity")} if isinstance(i, dict) else i for i in items]
     return {"items": items, "note": data.get("note", "")}
-
-
-def _mismatch_problem(mismatch: FingerprintMismatch) -> ProblemError:
-    return ProblemError("idempotency-key-reused",
-                        f"This key was first used with a different order ({', '.join(mismatch.fields)} differ). "
-                        "Use a new key for a new order.", fields=mismatch.fields)
-
-
-def _key_or_none(header: str | None):
-    try:
-        return parse_idempotency_key(header)
-    except ProblemError:
-        return None
-
-
-def _as_http(stored: StoredResponse, *, replayed: bool) -> HttpResponse:
-    response = HttpResponse(stored.body, status=stored.status)
-    for name, value in stored.headers.items():
-        response[name] = value
-    if replayed:
-        response["Idempotent-Replayed"] = "true"
-    return response
 
 
 class OrderDetail(CustomerAPIView):
@@ -239,8 +162,6 @@ class Me(CustomerAPIView):
     @extend_schema(responses=MeSerializer, summary="This browser's customer (null until its first write) "
                                                    "and its idempotency switch")
     def get(self, request):
-        from django.middleware.csrf import get_token
-
         get_token(request._request)  # sets the csrftoken cookie
         customer = known_customer(request._request)
         if customer is None:

@@ -2,6 +2,37 @@ import uuid
 
 from django.db import models
 from django.db.models import Q
+from django.templatetags.static import static
+from django.urls import reverse
+
+
+class Cake(models.Model):
+    """A cake in the catalogue. Prices are copied onto order items, so editing one never rewrites history."""
+
+    name = models.CharField(max_length=80)
+    slug = models.SlugField(max_length=80, unique=True)
+    description = models.TextField()
+    price = models.DecimalField(max_digits=8, decimal_places=2)
+    image = models.CharField(
+        max_length=200, help_text="Static path of the picture, e.g. cakes/strawberry-shortcake.svg"
+    )
+    position = models.PositiveSmallIntegerField(default=100, help_text="Lower comes first.")
+    is_available = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["position", "name"]
+        # The table keeps the name it was created with, when the catalogue lived in the site's app.
+        db_table = "bakery_cake"
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("cake-detail", kwargs={"slug": self.slug})
+
+    @property
+    def image_url(self) -> str:
+        return static(self.image)
 
 
 class Customer(models.Model):
@@ -78,7 +109,7 @@ class Order(models.Model):
 
 class OrderItem(models.Model):
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="items")
-    cake = models.ForeignKey("bakery.Cake", on_delete=models.PROTECT, related_name="+")
+    cake = models.ForeignKey(Cake, on_delete=models.PROTECT, related_name="+")
     quantity = models.PositiveSmallIntegerField()
     unit_price = models.DecimalField(max_digits=8, decimal_places=2)
 
@@ -159,3 +190,30 @@ class Event(models.Model):
 
     def __str__(self):
         return f"{self.source}:{self.kind} {self.key}"
+
+
+class OutboxMessage(models.Model):
+    """A Celery task to send, written in the same transaction as the change that needs it.
+
+    This is the transactional outbox: if the broker is down when an order commits, the message
+    waits here and the beat-driven relay sends it once Redis is back. Nothing is lost between
+    the commit and the queue.
+    """
+
+    task = models.CharField(max_length=100)
+    args = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        # The table keeps the name it was created with, when the outbox lived in payments.
+        db_table = "payments_outboxmessage"
+        indexes = [
+            models.Index(fields=["id"], condition=models.Q(dispatched_at__isnull=True), name="outbox_pending")
+        ]
+
+    def __str__(self):
+        return f"{self.task}{tuple(self.args)}"

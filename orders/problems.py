@@ -1,10 +1,16 @@
-"""RFC 9457 problem details with stable ``type`` URIs, explained at /docs/problems/#<slug>."""
+"""RFC 9457 problem details with stable ``type`` URIs and the same slug as a ``code`` member.
+
+Every type is explained at /api/problems/. ``code`` lets a client branch on the kind of problem
+without parsing a URI.
+"""
 
 from __future__ import annotations
 
 import json
 
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.http import require_GET
 from rest_framework import exceptions
 from rest_framework.views import exception_handler
@@ -72,7 +78,7 @@ def problem(slug: str, detail: str, *, headers: dict | None = None, status: int 
             **extra) -> HttpResponse:
     default_status, title = PROBLEMS[slug]
     status = status or default_status
-    body = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail, **extra}
+    body = {"type": TYPE_BASE + slug, "code": slug, "title": title, "status": status, "detail": detail, **extra}
     response = HttpResponse(json.dumps(body), status=status, content_type=PROBLEM_CONTENT_TYPE)
     for name, value in (headers or {}).items():
         response[name] = value
@@ -165,31 +171,25 @@ class ApiProblemMiddleware:
         return response
 
 
-def csrf_failure(request, reason=""):
+def csrf_failure(request, reason="") -> HttpResponse:
     """CSRF_FAILURE_VIEW: the API's problem for API paths, Django's page everywhere else."""
     if request.path.startswith(API_PREFIX):
         return problem("csrf-failed", f"CSRF Failed: {reason}")
-    from django.views.csrf import csrf_failure as django_csrf_failure
-
     return django_csrf_failure(request, reason)
 
 
-def server_error(request):
+def server_error(request) -> HttpResponse:
     """handler500: API callers get problem+json, people get the styled page."""
     if request.path.startswith(API_PREFIX):
         return problem("server-error", "Something went wrong in the bakery. Nothing was half-written: "
                                        "retry with the same Idempotency-Key.")
-    from django.shortcuts import render
-
     return render(request, "500.html", status=500)
 
 
 @require_GET
-def problem_catalogue(request):
+def problem_catalogue(request) -> HttpResponse:
     """GET /api/problems/: every problem type this API answers with, and what to do about it."""
-    from django.http import JsonResponse
-
     return JsonResponse({"problems": [
-        {"type": TYPE_BASE + slug, "status": status, "title": title, "advice": ADVICE[slug]}
+        {"type": TYPE_BASE + slug, "code": slug, "status": status, "title": title, "advice": ADVICE[slug]}
         for slug, (status, title) in PROBLEMS.items()
     ]})

@@ -2,8 +2,7 @@ from django.core.validators import slug_re
 from django.urls import reverse
 from rest_framework import serializers
 
-from bakery.models import Cake
-from orders.models import Order, OrderItem
+from orders.models import Cake, Order, OrderItem
 
 MAX_QUANTITY = 50
 MAX_NOTE = 500

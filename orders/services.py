@@ -1,4 +1,8 @@
-"""Order business logic. Views validate and call one of these; tasks call the payments services."""
+"""Order business logic. Views validate and call one of these; tasks call the payments services.
+
+Fulfilment leaves here through the outbox by task name (``payments.capture_payment``): the order
+core names the work, the back office that runs it is not imported.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from decimal import Decimal
 from django.db import transaction
 
 from orders.events import Kind, record_event
-from orders.models import Customer, Order, OrderItem
+from orders.models import Customer, Event, IdempotencyRecord, Order, OrderItem
+from orders.outbox import enqueue
 
 
 @transaction.atomic
@@ -18,8 +23,6 @@ def order_place(*, customer: Customer, items: list[dict], note: str = "", idempo
     ``items`` are ``{"cake": Cake, "quantity": int}``. The first fulfilment task is written to the
     outbox in this same transaction, so an order can never exist without its payment step.
     """
-    from payments.outbox import enqueue  # payments depends on orders, not the other way round
-
     total = sum((line["cake"].price * line["quantity"] for line in items), Decimal("0"))
     order = Order.objects.create(
         customer=customer, idempotency_key=idempotency_key, idempotent=idempotent, note=note, total=total
@@ -47,8 +50,6 @@ def customer_reset(*, customer: Customer) -> None:
     Charges, invoices and emails go with their orders (ON DELETE CASCADE). The fake provider's
     ledger is another company's and is left alone, as a real provider's would be.
     """
-    from orders.models import Event, IdempotencyRecord
-
     Event.objects.filter(customer=customer).delete()
     IdempotencyRecord.objects.filter(owner=str(customer.pk)).delete()
     customer.orders.all().delete()

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from payments.models import Charge, EmailReceipt, Invoice, OutboxMessage, ProviderBehaviour, ProviderCharge
+from payments.models import Charge, EmailReceipt, Invoice, ProviderBehaviour, ProviderCharge
 
 
 @admin.register(Charge)
@@ -23,14 +23,6 @@ class InvoiceAdmin(admin.ModelAdmin):
 class EmailReceiptAdmin(admin.ModelAdmin):
     list_display = ["order", "to", "subject", "sent_at"]
     readonly_fields = ["order", "idempotency_key", "to", "subject", "sent_at"]
-
-
-@admin.register(OutboxMessage)
-class OutboxMessageAdmin(admin.ModelAdmin):
-    """Pending rows (no dispatched_at) are what beat will publish next; last_error says why not yet."""
-
-    list_display = ["id", "task", "args", "created_at", "dispatched_at", "attempts", "last_error"]
-    list_filter = [("dispatched_at", admin.EmptyFieldListFilter), "task"]
 
 
 @admin.register(ProviderCharge)

@@ -1,31 +1,6 @@
 from django.db import models
 
 
-class OutboxMessage(models.Model):
-    """A Celery task to send, written in the same transaction as the change that needs it.
-
-    This is the transactional outbox: if the broker is down when an order commits, the message
-    waits here and the beat-driven relay sends it once Redis is back. Nothing is lost between
-    the commit and the queue.
-    """
-
-    task = models.CharField(max_length=100)
-    args = models.JSONField(default=list)
-    created_at = models.DateTimeField(auto_now_add=True)
-    dispatched_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.CharField(max_length=300, blank=True)
-
-    class Meta:
-        ordering = ["id"]
-        indexes = [
-            models.Index(fields=["id"], condition=models.Q(dispatched_at__isnull=True), name="outbox_pending")
-        ]
-
-    def __str__(self):
-        return f"{self.task}{tuple(self.args)}"
-
-
 class Charge(models.Model):
     """The bakery's record of taking payment for an order: at most one per fulfilment key."""
 

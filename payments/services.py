@@ -26,10 +26,11 @@ from django.db import transaction
 from django.db.models import F
 from django.urls import reverse
 
+from orders import outbox
 from orders.events import Kind, record_event
 from orders.idempotency import Guard, Outcome, StoredResponse, run_once
 from orders.models import Order
-from payments import outbox, provider
+from payments import provider
 from payments.models import Charge, EmailReceipt, Invoice, InvoiceCounter
 
 logger = logging.getLogger(__name__)

@@ -14,8 +14,9 @@ from contextlib import contextmanager
 
 from celery import Task, shared_task
 
+from orders import outbox
 from orders.idempotency import KeyInFlight
-from payments import outbox, services
+from payments import services
 from payments.provider import TransientProviderError
 
 # A step whose key is in flight is being run by another delivery right now; it finishes or its

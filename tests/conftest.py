@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
+from bakery.client import CSRF_COOKIE, ME_PATH, ORDERS_PATH, order_body, order_headers
 from bakery.engines import free_port
 from tests.factories import CakeFactory
 from tests.processes import ROOT, CeleryWorkerProcess, GunicornProcess
@@ -32,7 +33,10 @@ def other_cake(db):
 
 
 class BakeryClient(APIClient):
-    """A customer with a cookie jar, like a browser: it has a session and sends X-CSRFToken."""
+    """A customer with a cookie jar, like a browser: it has a session and sends X-CSRFToken.
+
+    It is Django's in-process test client, speaking the protocol of bakery.client.
+    """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, enforce_csrf_checks=True, **kwargs)
@@ -40,19 +44,17 @@ class BakeryClient(APIClient):
     def start(self) -> dict:
         """Become a customer the way a script does: GET /api/me/ for the csrftoken cookie, then a
         first write (setting the idempotency switch) makes the customer and its session."""
-        self.get("/api/me/")
-        me = self.patch("/api/me/", {"idempotency": True}, format="json",
+        self.get(ME_PATH)
+        me = self.patch(ME_PATH, {"idempotency": True}, format="json",
                         headers={"X-CSRFToken": self.cookies["csrftoken"].value}).json()
         self.customer_id = me["customer"]
         return me
 
     def order(self, key=None, *, body=None, **extra):
-        body = body if body is not None else {"items": [{"cake": "strawberry-shortcake", "quantity": 1}]}
-        headers = {"X-CSRFToken": self.cookies["csrftoken"].value}
-        if key is not None:
-            headers["Idempotency-Key"] = str(key)
-        headers.update(extra.pop("headers", {}))
-        return self.post("/api/orders/", body, format="json", headers=headers, **extra)
+        """One order attempt, with the same headers bakery.client's OrderClient sends over HTTP."""
+        headers = order_headers(self.cookies[CSRF_COOKIE].value, key, extra.pop("headers", {}))
+        return self.post(ORDERS_PATH, body if body is not None else order_body(), format="json", headers=headers,
+                         **extra)
 
 
 @pytest.fixture

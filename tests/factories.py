@@ -1,6 +1,6 @@
 import factory
 
-from bakery.models import Cake
+from orders.models import Cake
 
 
 class CakeFactory(factory.django.DjangoModelFactory):

@@ -20,26 +20,22 @@ from collections import Counter
 
 import httpx
 
-ONE = {"items": [{"cake": "strawberry-shortcake", "quantity": 1}]}
+from bakery.client import OrderClient
+from tests.processes import ROOT
 
 
 async def flood(url: str, *, what: str, concurrency: int, seconds: float | None) -> Counter:
     statuses: Counter = Counter()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        (await client.get("/api/me/")).raise_for_status()
-        token = client.cookies["csrftoken"]
-        (await client.patch("/api/me/", json={"idempotency": True}, headers={"X-CSRFToken": token})).raise_for_status()
+    tunnel = {"X-Bakery-Tunnel": "request-lost"} if what == "tunnel" else None
+    async with OrderClient(url, timeout=60, connections=concurrency) as client:
+        await client.start()
         print("ready", flush=True)
         deadline = time.monotonic() + (seconds or 0)
 
         async def lane():
             while True:
-                headers = {"Idempotency-Key": str(uuid.uuid4()), "X-CSRFToken": token}
-                if what == "tunnel":
-                    headers["X-Bakery-Tunnel"] = "request-lost"
                 try:
-                    response = await client.post("/api/orders/", json=ONE, headers=headers)
+                    response = await client.order(uuid.uuid4(), extra_headers=tunnel)
                     statuses[response.status_code] += 1
                 except httpx.HTTPError as error:
                     statuses[type(error).__name__] += 1
@@ -58,8 +54,6 @@ class Flood:
         self.args = args + (["--seconds", str(seconds)] if seconds else [])
 
     def start(self) -> Flood:
-        from tests.processes import ROOT
-
         self.process = subprocess.Popen(self.args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True)
         ready = self.process.stdout.readline()

@@ -3,7 +3,7 @@
 // The key lives in sessionStorage (per cake), so a retry after a reload still sends the same key.
 // A new key is made only after a confirmed order or when the order itself changes (a new intent).
 // "Lose connectivity" sends X-Bakery-Tunnel on the attempts made while it is on; the bakery's
-// tunnel layer (bakery/tunnel.py) then really drops or delays the answer, and this script really
+// tunnel layer (bakery/storefront/tunnel.py) then really drops or delays the answer, and this script really
 // aborts the fetch after the client timeout. Nothing here paints a fake error over a success.
 (() => {
   "use strict";

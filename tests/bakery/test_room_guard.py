@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.test import Client
 
-from bakery.workshop import learner_rows
+from bakery.workshop.selectors import learner_rows
 from orders.models import Customer, Event, Order
 from tests.conftest import BakeryServer
 from tests.flood import Flood

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from bakery.simulator import LAB
+from bakery.timeline.words import LAB
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = (ROOT / "docs" / "workshop.md").read_text()

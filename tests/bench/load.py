@@ -1,4 +1,4 @@
-"""The load generator: asyncio + httpx, a fixed number of requests, a bounded number in flight."""
+"""The load generator: a fixed number of requests, a bounded number in flight, through bakery.client."""
 
 from __future__ import annotations
 
@@ -8,17 +8,10 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
-import httpx
+from bakery.client import OrderClient, is_replay, order_body, percentile
 
-ORDER_BODY = {"items": [{"cake": "strawberry-shortcake", "quantity": 1}], "note": ""}
-OTHER_BODY = {"items": [{"cake": "strawberry-shortcake", "quantity": 2}], "note": ""}
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+ORDER_BODY = order_body()
+OTHER_BODY = order_body(quantity=2)
 
 
 @dataclass
@@ -58,49 +51,16 @@ class Result:
                       self.statuses + other.statuses, self.replayed + other.replayed, self.bodies + other.bodies)
 
 
-class Shopper:
-    """One customer: a cookie jar (session + csrftoken), like a browser."""
-
-    def __init__(self, base_url: str, order_url: str, connections: int = 8):
-        self.order_url = order_url
-        self.client = httpx.AsyncClient(
-            base_url=base_url, timeout=httpx.Timeout(120),
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-            headers={"Accept": "application/json"},
-        )
-
-    async def start(self, *, idempotency: bool = True, login: bool = False) -> Shopper:
-        (await self.client.get("/api/me/")).raise_for_status()  # the csrftoken cookie
-        if login:
-            response = await self.client.post("/bench/login/", headers=self._csrf())
-            response.raise_for_status()
-        # The first write makes the session a customer.
-        response = await self.client.patch("/api/me/", json={"idempotency": idempotency}, headers=self._csrf())
-        response.raise_for_status()
-        self.customer_id = response.json()["customer"]
-        return self
-
-    def _csrf(self) -> dict:
-        return {"X-CSRFToken": self.client.cookies.get("csrftoken")}
-
-    async def order(self, key: uuid.UUID | None, body: dict = ORDER_BODY, extra_headers: dict | None = None):
-        headers = self._csrf()
-        if key is not None:
-            headers["Idempotency-Key"] = str(key)
-        headers.update(extra_headers or {})
-        return await self.client.post(self.order_url, json=body, headers=headers)
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-
-async def shoppers(base_url: str, order_url: str, count: int, *, connections: int = 8, **start) -> list[Shopper]:
-    made = [Shopper(base_url, order_url, connections) for _ in range(count)]
-    await asyncio.gather(*(shopper.start(**start) for shopper in made))
+async def shoppers(base_url: str, order_url: str, count: int, *, connections: int = 8, idempotency: bool = True,
+                   login: bool = False) -> list[OrderClient]:
+    """``count`` customers, each with its own session (and, when ``login``, its own user)."""
+    made = [OrderClient(base_url, order_path=order_url, timeout=120, connections=connections) for _ in range(count)]
+    await asyncio.gather(*(shopper.start(idempotency=idempotency, login_path="/bench/login/" if login else None)
+                           for shopper in made))
     return made
 
 
-async def drive(calls: list[tuple[Shopper, uuid.UUID | None, dict]], concurrency: int,
+async def drive(calls: list[tuple[OrderClient, uuid.UUID | None, dict]], concurrency: int,
                 keep_bodies: bool = False) -> Result:
     """Send ``calls`` (shopper, key, body) with at most ``concurrency`` in flight; time each one."""
     result = Result()
@@ -118,7 +78,7 @@ async def drive(calls: list[tuple[Shopper, uuid.UUID | None, dict]], concurrency
             response = await shopper.order(key, body or ORDER_BODY)
             result.latencies.append((time.perf_counter() - started) * 1000)
             result.statuses[response.status_code] += 1
-            result.replayed += response.headers.get("Idempotent-Replayed") == "true"
+            result.replayed += is_replay(response.headers)
             if keep_bodies:
                 result.bodies.append((key, response.status_code, response.content))
 

@@ -1,4 +1,4 @@
-"""The bench itself: every measurement of issue 7, in one run, on the real stack.
+"""The bench itself: every measurement of `make bench`, in one run, on the real stack.
 
 Ours and each peer get the same gunicorn (several gthread workers), the same PostgreSQL and Redis,
 the same handler and the same load generator. The phases run in this order, so that the 35 s
@@ -28,8 +28,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from bakery.client import OrderClient, percentile
 from tests.bench import report, stack
-from tests.bench.load import OTHER_BODY, Result, Shopper, drive, percentile, shoppers
+from tests.bench.load import OTHER_BODY, Result, drive, shoppers
 from tests.flood import Flood
 
 OURS = "freeds-bakery"
@@ -143,7 +144,7 @@ def login_needed(name: str) -> bool:
     return name == "drf-idempotencykey"  # it guards authenticated users only
 
 
-def make_shoppers(server, count: int, **start) -> list[Shopper]:
+def make_shoppers(server, count: int, **start) -> list[OrderClient]:
     return shoppers(server.url, server.order_url, count, login=login_needed(server.name), **start)
 
 

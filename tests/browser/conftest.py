@@ -52,7 +52,7 @@ def tunnel_settings(settings):
     settings.TUNNEL_HOLD_SECONDS = 2
     settings.TUNNEL_SLOW_SECONDS = 2.5
     settings.IDEMPOTENCY_WAIT_SECONDS = 0.5
-    settings.SIMULATOR_RETRY_BASE_SECONDS = 0.4
+    settings.CLIENT_RETRY_BASE_SECONDS = 0.4
     return settings
 
 

@@ -20,8 +20,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from orders.models import IdempotencyRecord, Order, OrderItem
-from payments.models import OutboxMessage
+from orders.models import IdempotencyRecord, Order, OrderItem, OutboxMessage
 from tests.conftest import BakeryClient
 
 pytestmark = pytest.mark.django_db

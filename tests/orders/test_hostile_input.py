@@ -11,8 +11,8 @@ import uuid
 import pytest
 from django.test import Client
 
-from orders.models import Event, IdempotencyRecord, Order, OrderItem
-from payments.models import Invoice, OutboxMessage
+from orders.models import Event, IdempotencyRecord, Order, OrderItem, OutboxMessage
+from payments.models import Invoice
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""The HTTP contract of POST /api/orders/, one test per row of the table in DESIGN.md and issue 3."""
+"""The HTTP contract of POST /api/orders/, one test per row of the README's order API table."""
 
 import json
 import threading

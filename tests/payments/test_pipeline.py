@@ -14,9 +14,9 @@ import pytest
 from django.db import connections
 
 from bakery.celery import app
-from orders.models import Event, Order
+from orders.models import Event, Order, OutboxMessage
 from payments import provider
-from payments.models import Charge, EmailReceipt, Invoice, InvoiceCounter, OutboxMessage, ProviderCharge
+from payments.models import Charge, EmailReceipt, Invoice, InvoiceCounter, ProviderCharge
 from tests.conftest import BakeryClient
 from tests.payments.conftest import wait_for
 

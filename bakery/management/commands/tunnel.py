@@ -6,8 +6,8 @@ customer) does what a phone in a tunnel does:
 1. ``GET /api/me/`` for the csrftoken cookie, ``PATCH /api/me/`` for the switch (and the session);
 2. attempt 1 of one order intent goes *through the tunnel* (header ``X-Bakery-Tunnel``) and is
    really aborted when the client timeout fires, exactly like the browser's fetch timeout;
-3. up to ``--retries`` retries with the same Idempotency-Key, exponential backoff with jitter,
-   honouring ``409 Retry-After``;
+3. up to ``--retries`` retries with the same Idempotency-Key, with the simulator page's retry policy
+   (``CLIENT_RETRY_*``: exponential backoff with jitter), honouring ``409 Retry-After``;
 4. it waits for the back office (payment, invoice, email) and counts cakes, charges and invoices.
 
 ``--expect one|many`` turns it into a smoke test: the command exits 1 when any learner's counts
@@ -17,8 +17,6 @@ differ. Nothing here touches the database: the bakery is only reached over HTTP.
 from __future__ import annotations
 
 import asyncio
-import math
-import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -27,7 +25,8 @@ import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from bakery.tunnel import HEADER, MODES, SLOW
+from bakery.client import OrderClient, RetryPolicy, is_replay, order_body, percentile, retry_after_seconds
+from bakery.storefront.tunnel import HEADER, MODES, SLOW
 
 SETTLED = {"notified", "payment_failed"}
 
@@ -39,7 +38,7 @@ class Scenario:
     idempotency: bool
     retries: int
     timeout: float
-    backoff: float
+    backoff: RetryPolicy
     settle: float
     server_hold: float
     cake: str
@@ -101,54 +100,36 @@ class Learner:
         return True
 
 
-def backoff_delay(retry: int, base: float) -> float:
-    """Exponential backoff with jitter: base * 2^(n-1), scaled by 0.5-1.5 so a room does not retry in step."""
-    return base * 2 ** (retry - 1) * (0.5 + random.random())
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile (no interpolation): p99 of 40 values is the slowest but none."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
 async def run_learner(number: int, scenario: Scenario, say) -> Learner:
     learner = Learner(number)
-    async with httpx.AsyncClient(base_url=scenario.url, timeout=30) as client:
+    async with OrderClient(scenario.url) as client:
         try:
-            (await client.get("/api/me/")).raise_for_status()  # the csrftoken cookie
-            csrf = {"X-CSRFToken": client.cookies["csrftoken"]}
-            # The first write makes this session a customer (GET /api/me/ alone creates nothing).
-            me = (await client.patch("/api/me/", json={"idempotency": scenario.idempotency}, headers=csrf)
-                  ).raise_for_status().json()
-            learner.label, learner.customer = me["label"], me["customer"]
+            await client.start(idempotency=scenario.idempotency)
+            learner.label, learner.customer = client.label, client.customer_id
         except (httpx.HTTPError, KeyError, ValueError) as error:
             learner.error = f"could not start a session: {error}"
             return learner
         say(learner, f"{learner.label} (customer {learner.customer[:8]}) switched idempotency "
                      f"{'on' if scenario.idempotency else 'off'}")
-        await place_order(client, learner, csrf, scenario, say)
+        await place_order(client, learner, scenario, say)
         await wait_for_back_office(client, learner, scenario, say)
     return learner
 
 
-async def place_order(client: httpx.AsyncClient, learner: Learner, csrf: dict, scenario: Scenario, say) -> None:
+async def place_order(client: OrderClient, learner: Learner, scenario: Scenario, say) -> None:
     learner.key = str(uuid.uuid4())  # one key per order intent, the same on every retry
-    body = {"items": [{"cake": scenario.cake, "quantity": 1}], "note": f"tunnel CLI, learner {learner.number}"}
+    body = order_body(scenario.cake, note=f"tunnel CLI, learner {learner.number}")
     start = learner.began = time.monotonic()
     for number in range(1, scenario.retries + 2):
         tunnel = number == 1
-        headers = {**csrf, "Idempotency-Key": learner.key}
-        if tunnel:
-            headers[HEADER] = scenario.mode
         began = time.monotonic()
         attempt = Attempt(number, began - start, tunnel, "")
-        delay = backoff_delay(number, scenario.backoff)
+        retry_after = None
         try:
             # A hard deadline for the whole exchange: when it fires the request is cancelled and
             # its connection closed, so the bakery really never gets to answer this attempt.
             async with asyncio.timeout(scenario.timeout):
-                response = await client.post("/api/orders/", json=body, headers=headers)
+                response = await client.order(learner.key, body, {HEADER: scenario.mode} if tunnel else None)
         except TimeoutError:
             attempt.outcome = f"gave up after {scenario.timeout:.2f} s: no answer"
         except httpx.TransportError as error:
@@ -157,7 +138,7 @@ async def place_order(client: httpx.AsyncClient, learner: Learner, csrf: dict, s
             attempt.status = response.status_code
             attempt.outcome = describe(response)
             if response.status_code == 409:
-                delay = max(delay, retry_after_seconds(response))
+                retry_after = retry_after_seconds(response.headers)
         attempt.seconds = time.monotonic() - began
         learner.attempts.append(attempt)
         say(learner, f"+{attempt.started:5.2f} s  attempt {number} "
@@ -169,21 +150,13 @@ async def place_order(client: httpx.AsyncClient, learner: Learner, csrf: dict, s
         if attempt.status is not None and attempt.status < 500 and attempt.status != 409:
             return  # 400/403/422: the same request would be refused again
         if number <= scenario.retries:
-            await asyncio.sleep(delay)
-
-
-def retry_after_seconds(response: httpx.Response) -> float:
-    """Retry-After in seconds; the HTTP-date form (never sent by the bakery) counts as 1 s."""
-    try:
-        return max(0.0, float(response.headers.get("Retry-After", "1")))
-    except ValueError:
-        return 1.0
+            await asyncio.sleep(scenario.backoff.delay(number, retry_after=retry_after))
 
 
 def describe(response: httpx.Response) -> str:
     if response.status_code == 201:
         order = response.json()
-        replayed = response.headers.get("Idempotent-Replayed") == "true"
+        replayed = is_replay(response.headers)
         return f"201 order #{order['id']} ({'replayed: no new cake' if replayed else 'new'})"
     try:
         detail = response.json().get("title") or response.text[:80]
@@ -193,7 +166,7 @@ def describe(response: httpx.Response) -> str:
     return f"{response.status_code} {detail}" + (f" (Retry-After {retry_after} s)" if retry_after else "")
 
 
-async def wait_for_back_office(client: httpx.AsyncClient, learner: Learner, scenario: Scenario, say) -> None:
+async def wait_for_back_office(client: OrderClient, learner: Learner, scenario: Scenario, say) -> None:
     """Poll the orders until each is settled, and until no abandoned attempt can still add one.
 
     An attempt the client gave up on may still be running on the server (the slow bakery bakes
@@ -205,7 +178,7 @@ async def wait_for_back_office(client: httpx.AsyncClient, learner: Learner, scen
     orders: list[dict] = []
     while True:
         try:
-            orders = (await client.get("/api/orders/")).raise_for_status().json()
+            orders = await client.orders()
         except httpx.HTTPError as error:
             learner.error = f"could not read the orders: {error}"
             return
@@ -239,7 +212,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--mode", required=True, choices=MODES, help="What the tunnel does to attempt 1.")
         parser.add_argument("--idempotency", choices=["on", "off"], default="on", help="The learner's switch.")
-        parser.add_argument("--retries", type=int, default=3, help="Retries after attempt 1, same key (default 3).")
+        parser.add_argument("--retries", type=int, default=settings.CLIENT_RETRY_MAX_ATTEMPTS,
+                            help="Retries after attempt 1, same key (default CLIENT_RETRY_MAX_ATTEMPTS).")
         parser.add_argument("--url", default="http://127.0.0.1:8000/", help="The running bakery.")
         parser.add_argument("--participants", type=int, default=1,
                             help="Learners running at once, each its own customer.")
@@ -248,8 +222,9 @@ class Command(BaseCommand):
                                  "Otherwise exit 1.")
         parser.add_argument("--timeout", type=float, default=settings.TUNNEL_CLIENT_TIMEOUT_SECONDS,
                             help="Client timeout per attempt, in seconds (the browser's fetch timeout).")
-        parser.add_argument("--backoff", type=float, default=0.3,
-                            help="First retry delay in seconds, doubled each time.")
+        parser.add_argument("--backoff", type=float,
+                            help="First retry delay in seconds, doubled each time up to CLIENT_RETRY_CAP_SECONDS "
+                                 "(default CLIENT_RETRY_BASE_SECONDS: the simulator page's policy).")
         parser.add_argument("--settle", type=float, default=60, help="How long to wait for the back office.")
         parser.add_argument("--server-hold", type=float,
                             default=max(settings.TUNNEL_HOLD_SECONDS, settings.TUNNEL_SLOW_SECONDS),
@@ -261,7 +236,8 @@ class Command(BaseCommand):
             raise CommandError("--participants must be at least 1 and --retries at least 0.")
         scenario = Scenario(
             url=options["url"].rstrip("/") + "/", mode=options["mode"], idempotency=options["idempotency"] == "on",
-            retries=options["retries"], timeout=options["timeout"], backoff=options["backoff"],
+            retries=options["retries"], timeout=options["timeout"],
+            backoff=RetryPolicy.from_settings(base=options["backoff"]),
             settle=options["settle"], server_hold=options["server_hold"], cake=options["cake"],
             expect=options["expect"],
         )

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django.contrib.auth import get_user_model, login
 from django.http import HttpResponse
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from bakery import tunnel
 from orders import selectors, services
-from orders.api import CustomerAPIView
+from orders.api import ORDER_KEY, ORDER_SCOPE, CustomerAPIView
 from orders.serializers import OrderInSerializer, OrderSerializer
-
-
-def _key(request):
-    try:
-        return uuid.UUID(request.headers.get("Idempotency-Key", "").strip().strip('"'))
-    except ValueError:
-        return None
+from orders.signals import idempotent_handler_starting
 
 
 class PlainOrderCreate(CustomerAPIView):
@@ -28,10 +19,12 @@ class PlainOrderCreate(CustomerAPIView):
     def post(self, request):
         incoming = OrderInSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        tunnel.inside_handler(request)  # the configurable slow handler (X-Bakery-Tunnel: slow)
+        # The configurable slow handler (X-Bakery-Tunnel: slow), as in the bakery's own handler.
+        idempotent_handler_starting.send(sender=ORDER_SCOPE, request=request)
         order = services.order_place(
             customer=request.customer, items=incoming.validated_data["items"], note=incoming.validated_data["note"],
-            idempotency_key=_key(request), idempotent=False,
+            idempotency_key=ORDER_KEY.parse_or_none(request.headers.get("Idempotency-Key")),
+            idempotent=False,
         )
         # Rendered here, as the bakery's own view does: drf-idempotency's decorator stores the response
         # before DRF would render a Response (it fails with ".accepted_renderer not set").

@@ -1,11 +1,12 @@
 from django.urls import path
 
-from bakery import views
+from bakery.storefront import views
+from bakery.timeline.views import timeline
 
 urlpatterns = [
     path("", views.cake_list, name="cake-list"),
     path("cakes/<slug:slug>/", views.cake_detail, name="cake-detail"),
     path("kitchen/", views.kitchen, name="kitchen"),
-    path("timeline/", views.timeline, name="timeline"),
+    path("timeline/", timeline, name="timeline"),
     path("reset/", views.reset, name="reset"),
 ]

@@ -3,17 +3,19 @@
 ``enqueue`` must be called inside the transaction that makes the change. After the commit it
 tries to publish at once (the fast path); if Redis is down the message simply stays pending,
 and the beat task ``payments.relay_outbox`` publishes it once the broker is back.
+Work leaves the order core here by task name only: ``orders`` knows no task, only its name.
 """
 
 from __future__ import annotations
 
 import logging
 
+from celery import current_app
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from payments.models import OutboxMessage
+from orders.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +31,9 @@ def enqueue(task: str, *args) -> OutboxMessage:
 
 def relay(*, ids: list[int] | None = None, limit: int = 200) -> int:
     """Publish pending messages; return how many went out. Safe to run from many processes."""
-    from bakery.celery import app
-
+    # The current app is the project's (its Celery module sets it when Django loads it), so the
+    # order core sends work by task name without knowing who runs it.
+    app = current_app
     sent = 0
     with transaction.atomic():
         pending = OutboxMessage.objects.filter(dispatched_at__isnull=True)

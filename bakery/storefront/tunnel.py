@@ -35,6 +35,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.middleware.csrf import CsrfViewMiddleware
 
+from orders.api import ORDER_KEY, ORDER_SCOPE
 from orders.customers import known_customer
 from orders.events import Kind, record_event
 from orders.problems import problem
@@ -52,7 +53,7 @@ def mode_of(request) -> str | None:
 
 
 def _key_of(request) -> str:
-    return request.headers.get("Idempotency-Key", "").strip().strip('"')[:255]
+    return ORDER_KEY.parse_or_none(request.headers.get("Idempotency-Key")) or ""
 
 
 def csrf_refusal(request):
@@ -89,7 +90,7 @@ def tunnel_slot(customer_id):
 
 
 class TunnelMiddleware:
-    """Applies the tunnel around the order API (``slow`` acts inside the handler, see :func:`inside_handler`)."""
+    """Applies the tunnel around the order API (``slow`` acts inside the handler, see :func:`slow_bakery`)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -129,7 +130,8 @@ class TunnelMiddleware:
         return response
 
 
-def inside_handler(request) -> None:
-    """Called by the order handler while it holds the key: the slow bakery is slow here."""
-    if mode_of(request) == SLOW:
+def slow_bakery(sender, *, request, **kwargs) -> None:
+    """Connected to ``orders.signals.idempotent_handler_starting``: while the order handler holds
+    the key, the slow bakery is slow."""
+    if sender == ORDER_SCOPE and mode_of(request) == SLOW:
         time.sleep(settings.TUNNEL_SLOW_SECONDS)

@@ -1,15 +1,12 @@
-"""The guides in docs/, served inside the product so the timeline's "Lab N" links work offline too."""
+"""The guides in docs/ as HTML: which guides there are, and each one rendered from its Markdown."""
 
 import re
 from functools import lru_cache
 from pathlib import Path
 
 import markdown
-from django.http import Http404
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
 
-DOCS_DIR = Path(__file__).resolve().parent.parent / "docs"
+DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
 PAGES = {"workshop": "workshop.md", "benchmarks": "benchmarks.md"}
 
 
@@ -41,10 +38,9 @@ def _rendered(path: Path, mtime: float) -> tuple[str, str]:
     return title, html
 
 
-@require_GET
-def doc_page(request, name: str):
+def guide_page(name: str) -> tuple[str, str] | None:
+    """(title, html) of the guide called ``name``, or None when there is no such guide."""
     if name not in PAGES or not (DOCS_DIR / PAGES[name]).exists():
-        raise Http404("No such guide")
+        return None
     path = DOCS_DIR / PAGES[name]
-    title, html = _rendered(path, path.stat().st_mtime)
-    return render(request, "docs.html", {"title": title, "body": html})
+    return _rendered(path, path.stat().st_mtime)

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from bakery.simulator import LAB, docs_url
+from bakery.timeline.words import LAB, docs_url
 
 pytestmark = pytest.mark.django_db
 

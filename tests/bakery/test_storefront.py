@@ -11,10 +11,10 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from bakery.simulator import build_timeline
+from bakery.timeline.story import build_timeline
 from orders.models import Customer, Event, Order
 
-FIXTURE = settings.BASE_DIR / "bakery" / "fixtures" / "cakes.json"
+FIXTURE = settings.BASE_DIR / "orders" / "fixtures" / "cakes.json"
 CAKES = [row["fields"] for row in json.loads(FIXTURE.read_text())]
 
 

@@ -1,4 +1,5 @@
-"""The house itself: migrations, the embedded engines, a real worker, and the compose file."""
+"""The project's wiring: migrations, settings that only describe, entry points that start the engines, a real
+worker, and the compose file."""
 
 import os
 import re
@@ -12,7 +13,7 @@ import pytest
 import yaml
 from django.core.management import call_command
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.django_db
@@ -38,7 +39,7 @@ def test_migrations_applied_on_postgresql():
 def test_demo_data_loads_twice_without_duplicates():
     from django.contrib.auth import get_user_model
 
-    from bakery.models import Cake
+    from orders.models import Cake
 
     call_command("load_initial_data", verbosity=0)
     call_command("load_initial_data", verbosity=0)
@@ -102,6 +103,32 @@ def test_engines_left_behind_by_a_killed_process_are_stopped_by_the_next_one():
                               timeout=120)
         assert done.returncode == 0, done.stderr
         assert engines_running() == []
+
+
+def test_importing_the_settings_starts_no_engine_and_says_what_is_missing():
+    """Settings describe; an entry point starts the engines."""
+    with tempfile.TemporaryDirectory(prefix="bakery-engines-") as data:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env["BAKERY_DATA_DIR"] = data
+        done = subprocess.run([sys.executable, "-c", "import bakery.settings"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0
+        assert "DATABASE_URL is not set" in done.stderr
+        assert list(Path(data).iterdir()) == []  # no engine was started, so none left data behind
+
+
+def test_manage_py_starts_the_engines_it_needs_and_stops_them():
+    with tempfile.TemporaryDirectory(prefix="bakery-engines-") as data:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env.update(BAKERY_DATA_DIR=data, DJANGO_SETTINGS_MODULE="bakery.settings")
+        done = subprocess.run([sys.executable, "manage.py", "migrate", "--check"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=180)
+        # Unapplied migrations on the new database: the command ran against the engines it started.
+        assert done.returncode == 1, done.stderr
+        assert (Path(data) / "postgres").is_dir() and (Path(data) / "redis").is_dir()
+        leftovers = [p.info for p in psutil.process_iter(["pid", "name", "cmdline"])
+                     if data in " ".join(p.info["cmdline"] or [])]
+        assert leftovers == []
 
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from bakery import workshop
+from bakery.workshop import views as workshop
 
 urlpatterns = [
     path("", workshop.dashboard, name="workshop-dashboard"),

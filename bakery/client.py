@@ -1,0 +1,131 @@
+"""The order API from the client's side: the one module that speaks it over HTTP.
+
+``manage.py tunnel``, the bench's load generator (tests/bench/load.py) and the tests' client
+(tests/conftest.py) all use it, so a session, the CSRF header, the key header and the retry policy
+are written once:
+
+* a client is a customer with a cookie jar: ``GET /api/me/`` gives the ``csrftoken`` cookie, the
+  first write makes the session a customer, and every write sends the token in ``X-CSRFToken``;
+* one ``Idempotency-Key`` per order intent, the same on every retry;
+* retries follow :class:`RetryPolicy`, declared in settings (``CLIENT_RETRY_*``) and handed to the
+  simulator page too, and honour a ``409``'s ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import httpx
+
+ME_PATH = "/api/me/"
+ORDERS_PATH = "/api/orders/"
+CSRF_COOKIE, CSRF_HEADER = "csrftoken", "X-CSRFToken"
+KEY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def order_body(cake: str = "strawberry-shortcake", quantity: int = 1, note: str = "") -> dict:
+    """An order for one kind of cake, as the simulator page sends it."""
+    return {"items": [{"cake": cake, "quantity": quantity}], "note": note}
+
+
+def order_headers(csrf_token: str | None, key=None, extra: dict | None = None) -> dict:
+    """The headers of an order request: the CSRF token, the key (when there is one) and ``extra``."""
+    headers = {CSRF_HEADER: csrf_token or ""}
+    if key is not None:
+        headers[KEY_HEADER] = str(key)
+    headers.update(extra or {})
+    return headers
+
+
+def is_replay(headers) -> bool:
+    return headers.get(REPLAYED_HEADER) == "true"
+
+
+def retry_after_seconds(headers) -> float:
+    """Retry-After in seconds; the HTTP-date form (never sent by the bakery) counts as 1 s."""
+    try:
+        return max(0.0, float(headers.get("Retry-After", "1")))
+    except ValueError:
+        return 1.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with "equal jitter": retry ``n`` waits between half and all of
+    ``min(cap, base * 2^(n-1))``, so it is never zero and a room never retries in step. The
+    simulator page computes the same (static/js/simulator.js, ``backoffMs``)."""
+
+    base: float
+    cap: float
+    max_attempts: int
+
+    @classmethod
+    def from_settings(cls, **overrides) -> RetryPolicy:
+        from django.conf import settings  # read when asked: the client runs outside Django too
+
+        policy = {"base": settings.CLIENT_RETRY_BASE_SECONDS, "cap": settings.CLIENT_RETRY_CAP_SECONDS,
+                  "max_attempts": settings.CLIENT_RETRY_MAX_ATTEMPTS}
+        return cls(**{**policy, **{name: value for name, value in overrides.items() if value is not None}})
+
+    def delay(self, retry: int, *, retry_after: float | None = None) -> float:
+        ceiling = min(self.cap, self.base * 2 ** (retry - 1))
+        wait = ceiling / 2 + random.random() * ceiling / 2
+        return max(wait, retry_after) if retry_after is not None else wait
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (no interpolation): p99 of 40 values is the slowest but none."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+class OrderClient:
+    """One customer of a running bakery over real HTTP (httpx, async), with its own cookie jar."""
+
+    def __init__(self, base_url: str, *, order_path: str = ORDERS_PATH, timeout: float = 30,
+                 connections: int | None = None):
+        self.order_path = order_path
+        self.customer_id = self.label = ""
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections) \
+            if connections else httpx.Limits()
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(timeout), limits=limits,
+                                      headers={"Accept": "application/json"})
+
+    async def start(self, *, idempotency: bool | None = None, login_path: str | None = None) -> dict:
+        """Become a customer: ``GET /api/me/`` gives the csrftoken cookie (reading creates nothing),
+        then the first write, setting the idempotency switch (on unless asked otherwise), makes this
+        session a customer. Logs in first when ``login_path`` is given."""
+        (await self.http.get(ME_PATH)).raise_for_status()
+        if login_path:
+            (await self.http.post(login_path, headers=order_headers(self.csrf_token))).raise_for_status()
+        switched = await self.http.patch(ME_PATH, json={"idempotency": idempotency is not False},
+                                         headers=order_headers(self.csrf_token))
+        me = switched.raise_for_status().json()
+        self.customer_id, self.label = me["customer"], me["label"]
+        return me
+
+    @property
+    def csrf_token(self) -> str | None:
+        return self.http.cookies.get(CSRF_COOKIE)
+
+    async def order(self, key, body: dict | None = None, extra_headers: dict | None = None) -> httpx.Response:
+        """POST one attempt of an order intent; ``key`` None sends no Idempotency-Key at all."""
+        headers = order_headers(self.csrf_token, key, extra_headers)
+        return await self.http.post(self.order_path, json=body or order_body(), headers=headers)
+
+    async def orders(self) -> list[dict]:
+        return (await self.http.get(ORDERS_PATH)).raise_for_status().json()
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> OrderClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

@@ -1,0 +1,76 @@
+"""Storefront pages: the catalogue, a cake's page with the tunnel simulator, the kitchen and reset.
+
+Plain function views: a full page on a normal request, the named partial when htmx asks
+(``page_or_partial``), so every page also works without JavaScript.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from bakery.http import BakeryRequest, page_or_partial
+from bakery.storefront.selectors import cakes_on_sale, kitchen_context
+from bakery.timeline.views import timeline_context
+from orders import services
+from orders.customers import known_customer
+
+
+@require_GET
+def cake_list(request: BakeryRequest) -> HttpResponse:
+    return render(request, "bakery/cake_list.html", {"cakes": cakes_on_sale()})
+
+
+@require_GET
+def cake_detail(request: BakeryRequest, slug: str) -> HttpResponse:
+    cake = get_object_or_404(cakes_on_sale(), slug=slug)
+    customer = request.customer  # opening a cake (the tunnel simulator) makes the visitor a customer
+    return render(
+        request,
+        "bakery/cake_detail.html",
+        {
+            "cake": cake,
+            "customer": customer,
+            "simulator": {
+                "timeout": settings.TUNNEL_CLIENT_TIMEOUT_SECONDS,
+                # The one retry policy (settings.CLIENT_RETRY_*), handed to the page's script.
+                "retry_base": settings.CLIENT_RETRY_BASE_SECONDS,
+                "retry_cap": settings.CLIENT_RETRY_CAP_SECONDS,
+                "retry_max": settings.CLIENT_RETRY_MAX_ATTEMPTS,
+            },
+            **kitchen_context(customer),
+            **timeline_context(customer),
+        },
+    )
+
+
+@require_GET
+def kitchen(request: BakeryRequest) -> HttpResponse:
+    return page_or_partial(request, page="bakery/kitchen.html", partial="bakery/_kitchen.html",
+                           context=kitchen_context(known_customer(request)))
+
+
+@require_POST
+def reset(request: BakeryRequest) -> HttpResponse:
+    customer = known_customer(request)
+    if customer is not None:  # a visitor has nothing to reset, and is not made a customer for it
+        services.customer_reset(customer=customer)
+    response = page_or_partial(request, page=lambda: redirect(_back(request)), partial="bakery/_reset_done.html")
+    if request.htmx:
+        response["HX-Trigger"] = "bakery:reset"
+    return response
+
+
+def _back(request: BakeryRequest) -> str:
+    back = request.POST.get("next") or reverse("cake-list")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        back = reverse("cake-list")
+    return back
+
+
+def page_not_found(request: BakeryRequest, exception=None) -> HttpResponse:
+    return render(request, "404.html", {"path": request.path}, status=404)

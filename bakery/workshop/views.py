@@ -1,0 +1,55 @@
+"""The facilitator's dashboard: who in the room is baking, and what idempotency saved them from.
+
+The views only check the caller is staff, call one selector or service and render. Learners are
+anonymous session customers, so "staff only" also means "learners cannot reach it": the admin
+login is the only way in.
+"""
+
+from __future__ import annotations
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from bakery.http import BakeryRequest, page_or_partial
+from bakery.workshop.qr import qr_svg
+from bakery.workshop.selectors import dashboard_context, room_url
+from bakery.workshop.services import workshop_reset_learner, workshop_reset_room
+from orders.models import Customer
+
+LEARNERS = "workshop/_learners.html"
+
+
+@require_GET
+@staff_member_required
+def dashboard(request: BakeryRequest) -> HttpResponse:
+    url, warning = room_url(request)
+    context = {**dashboard_context(), "room_url": url, "room_warning": warning, "room_qr": qr_svg(url)}
+    return page_or_partial(request, page="workshop/dashboard.html", partial=LEARNERS, context=context)
+
+
+@require_GET
+@staff_member_required
+def learners(request: BakeryRequest) -> HttpResponse:
+    """The live part of the dashboard, polled by htmx; a plain page of its own without JS."""
+    return render(request, LEARNERS, dashboard_context())
+
+
+@require_POST
+@staff_member_required
+def reset_learner(request: BakeryRequest, customer_id) -> HttpResponse:
+    workshop_reset_learner(customer=get_object_or_404(Customer, pk=customer_id))
+    return _after_reset(request)
+
+
+@require_POST
+@staff_member_required
+def reset_room(request: BakeryRequest) -> HttpResponse:
+    workshop_reset_room()
+    return _after_reset(request)
+
+
+def _after_reset(request: BakeryRequest) -> HttpResponse:
+    return page_or_partial(request, page=lambda: redirect("workshop-dashboard"), partial=LEARNERS,
+                           context=dashboard_context())

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 
-from bakery.secret_files import private_file, write_private
+from bakery import engines
+from bakery.secret_files import write_private
 
 PASSWORD_FILE = "facilitator.json"
 
@@ -31,8 +32,12 @@ class Login:
     source: str  # "environment", "data folder" or "set by hand"
 
 
+def _password_file():
+    return engines.data_dir() / PASSWORD_FILE
+
+
 def _stored() -> dict:
-    path = private_file(PASSWORD_FILE)
+    path = _password_file()
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
@@ -40,7 +45,7 @@ def _stored() -> dict:
 
 
 def _store(password: str | None) -> None:
-    write_private(private_file(PASSWORD_FILE), json.dumps({"username": username(), "password": password}),
+    write_private(_password_file(), json.dumps({"username": username(), "password": password}),
                   replace=True)
 
 

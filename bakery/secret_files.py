@@ -1,8 +1,8 @@
-"""Secrets made per install and kept in the data folder (BAKERY_DATA_DIR, mode 0600).
+"""Secrets made per install and kept in the data folder (BAKERY_DATA_DIR), readable by this user only.
 
-Nothing secret is in the repository: a fresh clone makes its own ``SECRET_KEY`` on first start
-(unless the environment gives one) and reuses it afterwards, so sessions and signed cookies
-survive a restart but are never shared between two installs.
+Nothing secret is in the repository: without ``SECRET_KEY`` in the environment, the entry points
+(bakery.engines.start) take this install's own key, made here on the first start and reused
+afterwards, so sessions and signed cookies survive a restart but no two installs share a key.
 """
 
 from __future__ import annotations
@@ -11,19 +11,13 @@ import os
 import secrets
 from pathlib import Path
 
-from bakery import engines
-
 SECRET_KEY_FILE = "secret_key"
 
 
-def private_file(name: str) -> Path:
-    return engines.data_dir() / name
-
-
 def write_private(path: Path, text: str, *, replace: bool) -> bool:
-    """Write ``text`` readable by this user only. Without ``replace`` the write happens only if the
-    file does not exist yet (web, worker and beat may start at the same moment: one of them wins,
-    the others read its file). Returns whether this call wrote it."""
+    """Write ``text`` with mode 0600. Without ``replace`` the write happens only if the file does not
+    exist yet (web, worker and beat may start at the same moment: one of them wins, the others read
+    its file). Returns whether this call wrote it."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:
@@ -41,11 +35,9 @@ def write_private(path: Path, text: str, *, replace: bool) -> bool:
         temporary.unlink(missing_ok=True)
 
 
-def secret_key() -> str:
-    """SECRET_KEY from the environment, else this install's own, made on first use."""
-    if os.environ.get("SECRET_KEY"):
-        return os.environ["SECRET_KEY"]
-    path = private_file(SECRET_KEY_FILE)
+def secret_key(folder: Path) -> str:
+    """This install's SECRET_KEY, made in ``folder`` on first use."""
+    path = folder / SECRET_KEY_FILE
     if not path.exists():
         write_private(path, secrets.token_urlsafe(50), replace=False)
     return path.read_text().strip()

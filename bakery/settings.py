@@ -14,15 +14,11 @@ import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
-from bakery import secret_files
 from bakery.env import env_bool, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", False)
-# From the environment (docker compose reads it from .env), else this install's own, made on
-# first start in the data folder (mode 0600): never a value from the repository.
-SECRET_KEY = os.environ.get("SECRET_KEY") or secret_files.secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
@@ -97,6 +93,12 @@ DATABASES = {
 }
 
 REDIS_URL = env_required("REDIS_URL")
+
+# From the environment: docker compose reads it from .env; otherwise the entry point puts this
+# install's own there (made on the first start in the data folder, mode 0600). Never a value
+# from the repository.
+SECRET_KEY = env_required("SECRET_KEY")
+
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -36,8 +36,8 @@ def start_engines() -> dict:
 
     from bakery import engines
 
-    database_url = engines.database_url()
-    redis_url = engines.redis_url()
+    engines.start()  # the engines, and this install's SECRET_KEY for the bench and its children
+    database_url, redis_url = os.environ["DATABASE_URL"], os.environ["REDIS_URL"]
     parts = urlsplit(database_url)
     with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")

@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WEB_WORKERS ?= 2
 
-.PHONY: demo test bench install browser lint clean
+.PHONY: demo test bench conformance install browser lint clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: install browser
 
 bench: install
 	$(PY) -m tests.bench $(if $(QUICK),--quick,)
+
+# The public conformance vectors against the bakery's layer; PEERS=1 grades the bench's peers too
+# and rewrites docs/conformance.md. Its engines live in .local/conformance, apart from a demo's.
+conformance: install
+	BAKERY_DATA_DIR=$${BAKERY_DATA_DIR:-$(CURDIR)/.local/conformance} $(PY) -m tests.conformance $(if $(PEERS),--peers,)
 
 lint: install
 	$(PY) -m ruff check .

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -94,6 +95,12 @@ def main(argv=None) -> int:
     manage("load_initial_data")
 
     data = engines.data_dir()
+    # Every web and worker process writes its duration histograms here and /metrics sums them; a
+    # new bakery starts with an empty folder, as Prometheus expects of a restarted process.
+    metrics_dir = data / f"metrics-{args.port}"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     commands = {
         "web": [python, "-m", "gunicorn", "bakery.wsgi", "--bind", f"{args.host}:{args.port}",
                 "--workers", str(args.web_workers), "--worker-class", "gthread", "--threads", "24",
@@ -124,6 +131,9 @@ def main(argv=None) -> int:
     else:
         print(f"  Admin: {url}admin/  user {login.username!r}  password {login.password!r}  (this install's own; "
               "`manage.py facilitator_password` prints it again)", flush=True)
+    print(f"  Metrics (staff or METRICS_ALLOWED_IPS): {url}metrics", flush=True)
+    if env.get("CONFORMANCE_FIXTURE", "").lower() in {"1", "true", "yes", "on"}:
+        print(f"  Conformance fixture: {url}conformance/", flush=True)
     print("  Web, worker and beat are running. Press Ctrl-C to stop everything.\n", flush=True)
 
     stopping = False

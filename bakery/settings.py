@@ -220,11 +220,27 @@ SPECTACULAR_SETTINGS = {
 
 # --- Idempotency ------------------------------------------------------------------------------
 # How long a finished key is kept; older keys are purged by a beat task and then count as new.
-IDEMPOTENCY_KEY_TTL = int(os.environ.get("IDEMPOTENCY_KEY_TTL", 24 * 60 * 60))
+IDEMPOTENCY_KEY_TTL = float(os.environ.get("IDEMPOTENCY_KEY_TTL", 24 * 60 * 60))
 # How long a retry waits for a first request with the same key that is still running before it
 # gets 409 Conflict + Retry-After. The wait is PostgreSQL's own lock wait on the key's row.
 IDEMPOTENCY_WAIT_SECONDS = float(os.environ.get("IDEMPOTENCY_WAIT_SECONDS", 2.0))
 IDEMPOTENCY_PURGE_BATCH = int(os.environ.get("IDEMPOTENCY_PURGE_BATCH", 5000))
+# How often beat runs the purge. A short TTL only means something with a purge that keeps up.
+IDEMPOTENCY_PURGE_INTERVAL_SECONDS = float(os.environ.get("IDEMPOTENCY_PURGE_INTERVAL_SECONDS", 600))
+
+# --- Metrics (/metrics, Prometheus text format; see orders/metrics.py) --------------------------
+# Staff sessions may always read /metrics; a scraper has no session, so its address goes here.
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "")
+# Made and emptied by the entry points (make demo, the tests, docker compose) so that every gunicorn
+# and Celery process writes its duration histograms where /metrics can sum them.
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+# --- Conformance fixture (bakery/conformance.py) ------------------------------------------------
+# Serve the public conformance suite's fixture routes under /conformance/ (tests and make demo).
+CONFORMANCE_FIXTURE = env_bool("CONFORMANCE_FIXTURE", False)
+# How long a duplicate waits there for a first request still running before 409. The draft
+# answers a duplicate in flight with 409 at once; the order API waits IDEMPOTENCY_WAIT_SECONDS.
+CONFORMANCE_WAIT_SECONDS = float(os.environ.get("CONFORMANCE_WAIT_SECONDS", 0))
 
 # --- Tunnel simulator (bakery/storefront/tunnel.py) -----------------------------------------------------
 TUNNEL_SIMULATOR_ENABLED = env_bool("TUNNEL_SIMULATOR_ENABLED", True)
@@ -267,7 +283,8 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILI
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {"task": "payments.relay_outbox", "schedule": 2.0},
-    "purge-expired-idempotency-keys": {"task": "orders.purge_expired_keys", "schedule": 600.0},
+    "purge-expired-idempotency-keys": {"task": "orders.purge_expired_keys",
+                                       "schedule": IDEMPOTENCY_PURGE_INTERVAL_SECONDS},
 }
 
 LOGGING = {

@@ -1,9 +1,11 @@
 """URLs. The storefront (with the timeline) and the workshop each keep their routes in their own package."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from bakery import monitoring
 from bakery.guide.views import doc_page
 from orders import api
 from orders.problems import problem_catalogue
@@ -21,7 +23,12 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
+    path("metrics", monitoring.metrics, name="metrics"),
 ]
+
+if settings.CONFORMANCE_FIXTURE:
+    # The public conformance suite's fixture routes behind the idempotency layer (bakery/conformance.py).
+    urlpatterns.append(path("conformance/", include("bakery.conformance")))
 
 handler404 = "bakery.storefront.views.page_not_found"
 handler500 = "orders.problems.server_error"

@@ -14,6 +14,9 @@ How it keeps its promise, in the order things happen:
 
 No lock ever expires: when a process dies mid-handler its connection closes, PostgreSQL rolls
 the transaction back, and the key is free again.
+
+Metrics (orders/metrics.py): each decision is a timeline event through :meth:`Guard.event`, and
+/metrics counts those rows; the two entry points are timed by ``@timed``, the layer's only hook.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
 from orders.events import Kind, record_event
+from orders.metrics import timed
 from orders.models import IdempotencyRecord
 
 LOCK_NOT_AVAILABLE = "55P03"
@@ -110,6 +114,7 @@ class Guard:
         return record_event(source=self.source, kind=kind, key=self.key, customer_id=self.customer_id, **detail)
 
 
+@timed
 def replay_if_finished(guard: Guard, request: dict) -> Outcome | None:
     """The fast path alone: the stored answer for a finished key, or None for a new or running one.
 
@@ -117,12 +122,17 @@ def replay_if_finished(guard: Guard, request: dict) -> Outcome | None:
     nothing else (Stripe, too, answers a finished key before it validates again).
     Raises :class:`FingerprintMismatch` like :func:`run_once`.
     """
+    return _replay_finished(guard, request)
+
+
+def _replay_finished(guard: Guard, request: dict) -> Outcome | None:
     finished = _lookup(guard)
     if finished is None:
         return None
     return _replay(guard, finished, request, fingerprint_of(request))
 
 
+@timed
 def run_once(
     guard: Guard,
     request: dict,
@@ -140,7 +150,7 @@ def run_once(
     """
     fingerprint = fingerprint_of(request)
     if not checked_finished:
-        replayed = replay_if_finished(guard, request)
+        replayed = _replay_finished(guard, request)
         if replayed is not None:
             return replayed
 

@@ -48,6 +48,10 @@ from orders.signals import idempotent_handler_starting
 HEADER = "Idempotency-Key"
 REPLAY_HEADERS = {"Idempotent-Replayed": "true", "Idempotency-Replayed": "true"}
 MAX_KEY_LENGTH = 255
+# The key guards requests that change something; a GET or HEAD is served as usual, key or not.
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
+# Headers that belong to the response that carried them, not to the answer a replay gives back.
+NOT_STORED_HEADERS = {"set-cookie", "content-length", "connection", "vary"}
 
 
 def sf_string(value: str) -> str:
@@ -91,7 +95,7 @@ class KeyPolicy:
         if len(value) > MAX_KEY_LENGTH + 2:  # room for the quotes of an sf-string
             raise ProblemError("idempotency-key-invalid", f"The key is {len(value)} characters long. {self.hint}")
         try:
-            text = sf_string(value) if value.startswith('"') or not self.bare else value
+            text = sf_string(value) if value.startswith('"') or not self.bare else _bare_token(value)
         except ValueError as why:
             raise ProblemError("idempotency-key-invalid", f"The key {why}. {self.hint}") from None
         if not text or len(text) > MAX_KEY_LENGTH:
@@ -107,6 +111,12 @@ class KeyPolicy:
             return self.parse(header)
         except ProblemError:
             return None
+
+
+def _bare_token(value: str) -> str:
+    if not all("!" <= char <= "~" for char in value):
+        raise ValueError("has a character outside printable ASCII, or a space")
+    return value
 
 
 def _uuid_text(text: str) -> str:
@@ -158,6 +168,7 @@ def idempotent(
     enabled: Callable[[object], bool] | None = None,
     owner: Callable[[object], tuple[str, object]] = customer_owner,
     source: str = "api",
+    wait_seconds: Callable[[], float] | None = None,
 ):
     """Make a view run once per ``Idempotency-Key`` and replay its answer to every retry.
 
@@ -188,13 +199,17 @@ def idempotent(
     retry must repeat (default: method, path and body); ``validate(request)`` runs after the fast
     path and before the claim, and may raise ``ProblemError`` or a DRF ``APIException``;
     ``enabled(request)`` returning False skips the layer (the handler runs every time, with the key
-    still read when valid); ``owner(request)`` gives the scope's owner and the timeline's customer.
+    still read when valid); ``owner(request)`` gives the scope's owner and the timeline's customer;
+    ``wait_seconds()`` is how long a retry waits for a first request still running before its
+    ``409`` (default: ``IDEMPOTENCY_WAIT_SECONDS``). A safe method (GET, HEAD) passes straight through.
     """
 
     def decorate(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
             request = args[0] if isinstance(args[0], (HttpRequest, Request)) else args[1]
+            if request.method in SAFE_METHODS:
+                return view(*args, **kwargs)
             owner_key, customer_id = owner(request)
             guarded = enabled is None or enabled(request)
             header = request.headers.get(HEADER)
@@ -226,14 +241,17 @@ def idempotent(
                 if response.status_code >= 500:
                     raise _ServerErrorAnswer(response)  # rolls back: the key is released, nothing stored
                 answered.append(response)
-                return StoredResponse(response.status_code, bytes(response.content), dict(response.headers))
+                return StoredResponse(response.status_code, bytes(response.content),
+                                      {name: value for name, value in response.headers.items()
+                                       if name.lower() not in NOT_STORED_HEADERS})
 
             try:
                 if not guarded:
                     guard.event(Kind.UNGUARDED, scope=scope)
                     handler()
                     return answered[0]
-                outcome = run_once(guard, fingerprint_source, handler, checked_finished=True)
+                outcome = run_once(guard, fingerprint_source, handler, checked_finished=True,
+                                   wait_seconds=wait_seconds() if wait_seconds is not None else None)
             except FingerprintMismatch as mismatch:
                 return _mismatch_problem(mismatch)
             except KeyInFlight as busy:

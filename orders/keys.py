@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from orders.api import ORDER_SCOPE
+from orders.events import Kind, record_event
 from orders.models import IdempotencyRecord, Order
 
 
@@ -43,11 +44,15 @@ def purge_expired_keys(*, now=None, batch_size: int | None = None, max_batches: 
                       AND o.idempotent AND NOT o.key_expired
                     RETURNING 1
                 )
-                SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM retired)
+                SELECT scope, count(*) FROM gone GROUP BY scope
                 """,
                 [cutoff, batch_size, ORDER_SCOPE],
             )
-            deleted, _retired = cursor.fetchone()
+            by_scope = cursor.fetchall()
+            for scope, keys in by_scope:
+                # One event per scope and batch, not per key: /metrics counts its ``keys``.
+                record_event(source="layer", kind=Kind.EXPIRED, scope=scope, keys=keys)
+        deleted = sum(keys for _scope, keys in by_scope)
         purged += deleted
         if deleted < batch_size:
             break

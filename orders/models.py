@@ -170,6 +170,7 @@ class Event(models.Model):
         MISMATCH = "mismatch", "Same key, different order: 422"
         REJECTED = "rejected", "Rejected: bad request"
         RELEASED = "released", "Handler failed: key released"
+        EXPIRED = "expired", "Keys purged after their TTL"
         UNGUARDED = "unguarded", "Idempotency off: handler ran"
         ORDER_STORED = "order_stored", "Order stored"
         STEP_DONE = "step_done", "Step done"
@@ -217,3 +218,21 @@ class OutboxMessage(models.Model):
 
     def __str__(self):
         return f"{self.task}{tuple(self.args)}"
+
+
+class DecisionTally(models.Model):
+    """The layer's decisions whose timeline events were deleted ("Reset my bakery", a room reset).
+
+    /metrics counts decisions from the events; a PostgreSQL trigger on ``orders_event`` adds every
+    deleted decision here first (migration 0003), whoever deletes it, so the counters never go down.
+    """
+
+    kind = models.CharField(max_length=20)
+    scope = models.CharField(max_length=64)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "scope"], name="one_tally_per_kind_scope")]
+
+    def __str__(self):
+        return f"{self.kind} {self.scope}: {self.count}"

@@ -1,7 +1,9 @@
-"""RFC 9457 problem details with stable ``type`` URIs and the same slug as a ``code`` member.
+"""RFC 9457 problem details with stable ``type`` URIs and a stable ``code`` member.
 
 Every type is explained at /api/problems/. ``code`` lets a client branch on the kind of problem
-without parsing a URI.
+without parsing a URI: it is the type's slug, except for the Idempotency-Key problems, whose codes
+are the ones other implementations of the IETF draft answer with (``missing-key``, ``invalid-key``,
+``fingerprint-mismatch``, ``request-in-flight``), so a client written for them understands ours.
 """
 
 from __future__ import annotations
@@ -74,11 +76,25 @@ VALID_KEY_HINT = (
 )
 
 
+# slug -> code where the code is not the slug itself.
+CODES = {
+    "idempotency-key-missing": "missing-key",
+    "idempotency-key-invalid": "invalid-key",
+    "idempotency-key-reused": "fingerprint-mismatch",
+    "idempotency-key-in-use": "request-in-flight",
+}
+
+
+def code_of(slug: str) -> str:
+    return CODES.get(slug, slug)
+
+
 def problem(slug: str, detail: str, *, headers: dict | None = None, status: int | None = None,
             **extra) -> HttpResponse:
     default_status, title = PROBLEMS[slug]
     status = status or default_status
-    body = {"type": TYPE_BASE + slug, "code": slug, "title": title, "status": status, "detail": detail, **extra}
+    body = {"type": TYPE_BASE + slug, "code": code_of(slug), "title": title, "status": status, "detail": detail,
+            **extra}
     response = HttpResponse(json.dumps(body), status=status, content_type=PROBLEM_CONTENT_TYPE)
     for name, value in (headers or {}).items():
         response[name] = value
@@ -190,6 +206,6 @@ def server_error(request) -> HttpResponse:
 def problem_catalogue(request) -> HttpResponse:
     """GET /api/problems/: every problem type this API answers with, and what to do about it."""
     return JsonResponse({"problems": [
-        {"type": TYPE_BASE + slug, "code": slug, "status": status, "title": title, "advice": ADVICE[slug]}
+        {"type": TYPE_BASE + slug, "code": code_of(slug), "status": status, "title": title, "advice": ADVICE[slug]}
         for slug, (status, title) in PROBLEMS.items()
     ]})

@@ -22,6 +22,8 @@ from orders.events import Kind, record_event
 from payments.models import ProviderBehaviour, ProviderCharge
 
 DB = "provider"
+# How /metrics labels the provider's own dedupes (it honours the key like Stripe does).
+SCOPE = "provider.charge"
 
 
 class ProviderError(Exception):
@@ -50,7 +52,7 @@ def charge(*, idempotency_key: str, amount: Decimal, owner: str) -> ProviderChar
 
     existing = ProviderCharge.objects.using(DB).filter(idempotency_key=key).first()
     if existing is not None:
-        record_event(source="payment", kind=Kind.DEDUPE, key=key, customer_id=owner, by="provider",
+        record_event(source="payment", kind=Kind.DEDUPE, key=key, customer_id=owner, by="provider", scope=SCOPE,
                      charge_id=existing.charge_id, status=existing.status)
         return _answer(existing)
 

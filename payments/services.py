@@ -249,7 +249,8 @@ def _next_invoice_sequence() -> int:
 
 def _event(step: Step, order: Order, kind: str, **detail):
     return record_event(source=step.source, kind=kind, key=order.fulfilment_key, customer_id=order.customer_id,
-                        order=order, step=step.name, order_key=str(order.idempotency_key or ""), **detail)
+                        order=order, step=step.name, scope=step.scope, order_key=str(order.idempotency_key or ""),
+                        **detail)
 
 
 def _answer(http_status: int, **body) -> StoredResponse:

@@ -7,7 +7,10 @@ pytest process and stop them when it exits.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -85,10 +88,12 @@ def worker_environment() -> dict:
 class CeleryWorker(CeleryWorkerProcess):
     """A real `celery worker` process on this test run's database and broker."""
 
-    def __init__(self, name: str = "test", extra_env: dict | None = None, concurrency: int = 2):
+    def __init__(self, name: str = "test", extra_env: dict | None = None, concurrency: int = 2,
+                 with_beat: bool = False):
         self.name = f"{name}-{uuid.uuid4().hex[:6]}"
         super().__init__(self.name, env={**worker_environment(), **(extra_env or {})},
-                         log_path=ARTIFACTS / f"worker-{self.name}.log", concurrency=concurrency)
+                         log_path=ARTIFACTS / f"worker-{self.name}.log", concurrency=concurrency,
+                         beat_schedule=ARTIFACTS / f"beat-{self.name}" if with_beat else None)
 
 
 @pytest.fixture
@@ -111,8 +116,15 @@ class BakeryServer(GunicornProcess):
 
     def __init__(self, extra_env: dict | None = None, workers: int = 3, host: str = "127.0.0.1"):
         port = free_port(host)
-        super().__init__(env={**worker_environment(), **(extra_env or {})},
+        # Its processes' duration histograms, summed by its /metrics (prometheus-client multiprocess mode).
+        self.metrics_dir = Path(tempfile.mkdtemp(prefix=f"bakery-metrics-{port}-"))
+        super().__init__(env={**worker_environment(), "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
+                              **(extra_env or {})},
                          log_path=ARTIFACTS / f"gunicorn-{port}.log", host=host, port=port, workers=workers)
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -76,11 +76,15 @@ class CeleryWorkerProcess(ProjectProcess):
 
     stop_grace = 20  # a warm shutdown lets the task in hand finish
 
-    def __init__(self, hostname: str, *, env: dict, log_path: Path, concurrency: int = 2, loglevel: str = "INFO"):
+    def __init__(self, hostname: str, *, env: dict, log_path: Path, concurrency: int = 2, loglevel: str = "INFO",
+                 beat_schedule: Path | None = None):
         self.hostname = hostname
+        # With ``beat_schedule`` the worker also runs beat (celery worker --beat): one process for a
+        # test that needs the periodic tasks, such as the key purge.
+        beat = ["--beat", "--schedule", str(beat_schedule)] if beat_schedule else []
         super().__init__(["celery", "-A", "bakery", "worker", "--loglevel", loglevel, "--concurrency",
-                          str(concurrency), "--hostname", f"{hostname}@%h", "--without-gossip", "--without-mingle"],
-                         env=env, log_path=log_path)
+                          str(concurrency), "--hostname", f"{hostname}@%h", "--without-gossip", "--without-mingle",
+                          *beat], env=env, log_path=log_path)
 
     def ready(self) -> bool:
         from bakery.celery import app

@@ -30,8 +30,8 @@ IMPLEMENTATIONS = {
 }
 
 
-def start_engines() -> dict:
-    """Start (or join) the embedded engines and recreate the bench database; return the child env."""
+def start_engines(database: str = BENCH_DATABASE) -> dict:
+    """Start (or join) the embedded engines and recreate ``database``; return the child env."""
     import psycopg
 
     from bakery import engines
@@ -40,9 +40,9 @@ def start_engines() -> dict:
     database_url, redis_url = os.environ["DATABASE_URL"], os.environ["REDIS_URL"]
     parts = urlsplit(database_url)
     with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DATABASE}")
-    bench_url = urlunsplit(parts._replace(path=f"/{BENCH_DATABASE}"))
+        conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {database}")
+    bench_url = urlunsplit(parts._replace(path=f"/{database}"))
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
@@ -65,16 +65,17 @@ def stop_engines() -> None:
     engines.stop_embedded_postgres()
 
 
-def migrate(env: dict) -> None:
+def migrate(env: dict, peer_settings: list[str] | None = None) -> None:
     """Our schema and demo data in-process, then each peer's own tables from its settings."""
     from django.core.management import call_command
 
     call_command("migrate", "--noinput", verbosity=0)
     call_command("load_initial_data", verbosity=0)
-    for settings_module, _url in IMPLEMENTATIONS.values():
-        if settings_module != "bakery.settings":
-            subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True,
-                           env={**env, "DJANGO_SETTINGS_MODULE": settings_module})
+    if peer_settings is None:
+        peer_settings = [module for module, _url in IMPLEMENTATIONS.values() if module != "bakery.settings"]
+    for settings_module in peer_settings:
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True,
+                       env={**env, "DJANGO_SETTINGS_MODULE": settings_module})
 
 
 class Server(GunicornProcess):

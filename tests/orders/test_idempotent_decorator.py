@@ -30,8 +30,8 @@ def test_the_layer_accepts_any_sf_string_up_to_255_characters(customer_client):
     for bad in ['"' + "k" * 256 + '"', "bare-token", '""', '"tab\there"', '"unfinished']:
         response = post(customer_client, "/echo/", bad)
         assert response.status_code == 400, bad
-        assert response.json()["code"] == "idempotency-key-invalid"
-    assert post(customer_client, "/echo/", None).json()["code"] == "idempotency-key-missing"
+        assert response.json()["code"] == "invalid-key"
+    assert post(customer_client, "/echo/", None).json()["code"] == "missing-key"
     assert IdempotencyRecord.objects.count() == 2
 
 
@@ -58,5 +58,5 @@ def test_a_key_reused_with_another_body_is_422_with_a_code(customer_client):
     response = post(customer_client, "/echo/", '"shared"', '{"a": 2}')
     assert response.status_code == 422
     problem = response.json()
-    assert problem["code"] == "idempotency-key-reused" and problem["type"].endswith("/idempotency-key-reused")
+    assert problem["code"] == "fingerprint-mismatch" and problem["type"].endswith("/idempotency-key-reused")
     assert problem["fields"] == ["body.a"]

@@ -1,0 +1,165 @@
+"""The fixture routes of the anyonce conformance suite, behind the bakery's idempotency layer.
+
+The suite (tests/conformance) is a public, language-neutral set of HTTP vectors for the IETF
+Idempotency-Key draft. It drives a small fixture whose handlers count their own invocations:
+
+* ``POST /echo``: 201 with the request body and its Content-Type;
+* ``POST /status/{code}``: ``{code}`` with ``status:{code}`` as text/plain;
+* ``POST /slow?ms=N``: 200 ``slept:N`` after N ms;
+* ``POST /large?bytes=N``: 200 with N bytes of ``x``;
+* ``GET /counter``: ``{"count": n}``, behind the layer, which must ignore a key on a GET;
+* ``POST /reset``: 204, the counter back to 0, outside the layer.
+
+The counter lives in Redis, one per session customer, so every gunicorn process counts the same
+invocations and two runs never count each other's. The routes are session customers with CSRF
+like every other write (a runner first calls ``GET /api/me/``). They are served under
+``/conformance/`` only with ``CONFORMANCE_FIXTURE=1`` (bakery/urls.py). ``fixture_urls`` builds
+them around any guard, so the conformance run puts the peer packages on the very same handlers.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from functools import cache
+
+import redis
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from django.urls import path
+from rest_framework.parsers import BaseParser
+
+from orders.api import CustomerAPIView
+from orders.idempotent import KeyPolicy
+from orders.idempotent import idempotent as layer
+
+SCOPE = "conformance"
+KEY_HINT = ('Send a key of 1 to 255 printable characters, as an sf-string ("…") or bare, and the same key '
+            "on every retry of the same request.")
+
+
+# --- the invocation counter ----------------------------------------------------------------------
+
+
+@cache
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def _counter_name(request) -> str:
+    return f"conformance:count:{request.customer.pk}"
+
+
+def _invoked(request) -> None:
+    _redis().incr(_counter_name(request))
+
+
+# --- the handlers: no idempotency of their own ---------------------------------------------------
+
+
+def echo(request):
+    _invoked(request)
+    return HttpResponse(request.body, status=201,
+                        content_type=request.headers.get("Content-Type") or "application/octet-stream")
+
+
+def status(request, code: int):
+    if not 200 <= code <= 599:
+        return HttpResponse("invalid status code", status=400, content_type="text/plain")
+    _invoked(request)
+    return HttpResponse(f"status:{code}", status=code, content_type="text/plain")
+
+
+def slow(request):
+    _invoked(request)
+    milliseconds = _number(request.GET.get("ms"))
+    time.sleep(milliseconds / 1000)
+    return HttpResponse(f"slept:{request.GET.get('ms', '0')}", status=200, content_type="text/plain")
+
+
+def large(request):
+    _invoked(request)
+    return HttpResponse(b"x" * int(_number(request.GET.get("bytes"))), status=200,
+                        content_type="application/octet-stream")
+
+
+def counter(request):
+    return JsonResponse({"count": int(_redis().get(_counter_name(request)) or 0)})
+
+
+def _number(text) -> float:
+    try:
+        return max(0.0, float(text or 0))
+    except ValueError:
+        return 0.0
+
+
+# --- the bakery's layer over HTTP ----------------------------------------------------------------
+
+
+def fixture_fingerprint(request) -> dict:
+    """What a retry must repeat: the method, the target, the Content-Type and the exact body bytes."""
+    return {"method": request.method, "target": request.get_full_path(),
+            "content_type": request.headers.get("Content-Type", ""),
+            "body": hashlib.sha256(request.body).hexdigest()}
+
+
+def idempotent(handler):
+    """The bakery's ``@idempotent`` in front of ``handler(request, **kwargs)``, as the suite expects it:
+    any key of 1 to 255 printable characters (sf-string or bare), and a duplicate in flight answered
+    after ``CONFORMANCE_WAIT_SECONDS`` (0: at once, the draft's ``409``)."""
+    guard = layer(scope=SCOPE, key=KeyPolicy(hint=KEY_HINT, bare=True), fingerprint=fixture_fingerprint,
+                  source=SCOPE, wait_seconds=lambda: settings.CONFORMANCE_WAIT_SECONDS)
+    return functools.wraps(handler)(guard(handler))
+
+
+# --- the routes ----------------------------------------------------------------------------------
+
+
+class AnyBody(BaseParser):
+    """The vectors send text/plain: every body is accepted as bytes (the CSRF check reads the form)."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream.read() if stream else b""
+
+
+class Reset(CustomerAPIView):
+    """The suite's only control route, outside any layer."""
+
+    parser_classes = [AnyBody]
+
+    def post(self, request):
+        _redis().delete(_counter_name(request))
+        return HttpResponse(status=204)
+
+
+def fixture_urls(guard=idempotent, base=CustomerAPIView, wrap_view=None) -> list:
+    """The fixture's routes with ``guard(handler)`` in front of each handler, as ``base`` views.
+
+    ``wrap_view`` wraps each finished view (for a package that marks views with a decorator).
+    """
+
+    def route(pattern: str, handler, method: str):
+        guarded = guard(handler)
+
+        def serve(self, request, **kwargs):
+            return guarded(request, **kwargs)
+
+        members = {method: serve, "parser_classes": [AnyBody]}
+        view = type(f"Fixture{handler.__name__.title()}", (base,), members).as_view()
+        return path(pattern, wrap_view(view) if wrap_view else view)
+
+    return [
+        path("reset", Reset.as_view()),
+        route("echo", echo, "post"),
+        route("status/<int:code>", status, "post"),
+        route("slow", slow, "post"),
+        route("large", large, "post"),
+        route("counter", counter, "get"),
+    ]
+
+
+urlpatterns = fixture_urls()

@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
+import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -133,3 +136,24 @@ def bakery_server(transactional_db):
     server = BakeryServer().start()
     yield server
     server.stop()
+
+
+def fire_at_once(count: int, send) -> list[tuple[float, httpx.Response]]:
+    """``count`` threads call ``send(client)`` at the same instant, each on its own connection; returns
+    (seconds from the start, response) in the order the answers arrived."""
+    barrier, lock, answers = threading.Barrier(count), threading.Lock(), []
+
+    def one():
+        with httpx.Client(timeout=30) as client:
+            barrier.wait()
+            started = time.monotonic()
+            response = send(client)
+            with lock:
+                answers.append((time.monotonic() - started, response))
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return answers

@@ -3,7 +3,6 @@ session leaves everybody else's order answered. The concurrency claims run again
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 
@@ -15,7 +14,7 @@ from django.test import Client
 
 from bakery.workshop.selectors import learner_rows
 from orders.models import Customer, Event, Order
-from tests.conftest import BakeryServer
+from tests.conftest import BakeryServer, fire_at_once
 from tests.flood import Flood
 
 ONE = {"items": [{"cake": "strawberry-shortcake", "quantity": 1}]}
@@ -44,27 +43,6 @@ def test_the_tunnel_is_for_customers_not_for_a_session_less_script(cake):
     assert response.status_code == 403 and response.json()["type"].endswith("/forbidden")
     assert "customer" in response.json()["detail"]
     assert Customer.objects.count() == 0 and not Event.objects.exists()
-
-
-def fire_at_once(count: int, send) -> list[tuple[float, httpx.Response]]:
-    """``count`` threads call ``send(client)`` at the same instant, each on its own connection; returns
-    (seconds from the start, response) in the order the answers arrived."""
-    barrier, lock, answers = threading.Barrier(count), threading.Lock(), []
-
-    def one():
-        with httpx.Client(timeout=30) as client:
-            barrier.wait()
-            started = time.monotonic()
-            response = send(client)
-            with lock:
-                answers.append((time.monotonic() - started, response))
-
-    threads = [threading.Thread(target=one) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return answers
 
 
 def customer_session(url: str) -> tuple[dict, str, str]:

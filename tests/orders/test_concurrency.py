@@ -12,7 +12,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from orders.models import Customer, Order
-from tests.conftest import BakeryClient, BakeryServer
+from tests.conftest import BakeryClient, BakeryServer, fire_at_once
 
 ONE = {"items": [{"cake": "strawberry-shortcake", "quantity": 1}]}
 
@@ -46,24 +46,13 @@ def _fire_32(url):
     setup = httpx.Client(base_url=url)
     setup.get("/api/me/")
     setup.patch("/api/me/", json={"idempotency": True}, headers={"X-CSRFToken": setup.cookies["csrftoken"]})
-    cookies, token = dict(setup.cookies), setup.cookies["csrftoken"]
-    key, threads, barrier = str(uuid.uuid4()), 32, threading.Barrier(32)
-    answers: list[httpx.Response] = []
-    lock = threading.Lock()
+    cookies, token, key = dict(setup.cookies), setup.cookies["csrftoken"], str(uuid.uuid4())
 
-    def fire():
-        with httpx.Client(base_url=url, cookies=cookies, timeout=30) as client:
-            barrier.wait()
-            response = client.post("/api/orders/", json=ONE, headers={"Idempotency-Key": key, "X-CSRFToken": token})
-        with lock:
-            answers.append(response)
+    def send(client):
+        client.cookies.update(cookies)
+        return client.post(f"{url}/api/orders/", json=ONE, headers={"Idempotency-Key": key, "X-CSRFToken": token})
 
-    workers = [threading.Thread(target=fire) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(60)
-    return answers
+    return [response for _, response in fire_at_once(32, send)]
 
 
 # --- A property: whatever the interleaving, at most one order per (customer, key) ---------------

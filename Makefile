@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WEB_WORKERS ?= 2
 
-.PHONY: demo test bench conformance install browser lint clean
+.PHONY: demo test chaos bench conformance install browser lint clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ demo: install
 # would otherwise take the tests' tasks from a shared Redis).
 test: install browser
 	BAKERY_DATA_DIR=$${BAKERY_DATA_DIR:-$(CURDIR)/.local/test} $(PY) -m pytest $(PYTEST_ARGS)
+
+# The fault drills alone (they are also part of `make test`), ending with their table.
+chaos: install
+	BAKERY_DATA_DIR=$${BAKERY_DATA_DIR:-$(CURDIR)/.local/test} $(PY) -m pytest tests/chaos -q $(PYTEST_ARGS)
 
 bench: install
 	$(PY) -m tests.bench $(if $(QUICK),--quick,)

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from bakery import engines
+from bakery import connections, engines
 from bakery.env import env_bool
 from bakery.facilitator import stored_login
 from bakery.workshop.qr import qr_terminal
@@ -30,16 +30,6 @@ def lan_address() -> str | None:
         except OSError:
             return None
     return None if address.startswith("127.") else address
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def served_hosts(host: str) -> list[str]:
@@ -64,6 +54,20 @@ def debug_refusal(host: str) -> str | None:
     return None
 
 
+WEB_THREADS = 24  # gthread threads per web worker process
+WORKER_CONCURRENCY = 2  # Celery prefork children
+
+
+def plan_connections(env: dict, web_workers: int) -> connections.Plan:
+    limits = connections.server_limits(env["DATABASE_URL"])
+    size = os.environ.get("DATABASE_POOL_SIZE")
+    return connections.plan(
+        web_workers=web_workers, web_threads=WEB_THREADS,
+        back_office_processes=WORKER_CONCURRENCY + 2,  # the worker's children, its parent, beat
+        provider_pool=connections.PROVIDER_POOL_SIZE, pool_size=int(size) if size else None, **limits,
+    )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -74,7 +78,7 @@ def main(argv=None) -> int:
     if refusal:
         print(refusal, file=sys.stderr)
         return 2
-    if not port_is_free(args.host, args.port):
+    if not engines.port_is_free(args.port, args.host):
         print(f"Port {args.port} on {args.host} is already in use (another bakery?). "
               f"Pick another one: make demo PORT={args.port + 1}", file=sys.stderr)
         return 2
@@ -91,6 +95,14 @@ def main(argv=None) -> int:
     def manage(*command):
         subprocess.run([python, "manage.py", *command], env=env, check=True)
 
+    try:
+        connection_plan = plan_connections(env, args.web_workers)
+    except connections.NotEnoughConnections as refused:
+        print(f"Not starting: {refused}", file=sys.stderr)
+        engines.stop_embedded_redis() if not os.environ.get("REDIS_URL") else None
+        engines.stop_embedded_postgres()
+        return 2
+
     manage("migrate", "--noinput", "-v", "0")
     manage("load_initial_data")
 
@@ -103,19 +115,24 @@ def main(argv=None) -> int:
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     commands = {
         "web": [python, "-m", "gunicorn", "bakery.wsgi", "--bind", f"{args.host}:{args.port}",
-                "--workers", str(args.web_workers), "--worker-class", "gthread", "--threads", "24",
+                "--workers", str(args.web_workers), "--worker-class", "gthread", "--threads", str(WEB_THREADS),
                 # Each tunnelled attempt holds a thread for TUNNEL_HOLD_SECONDS: a room of 40
                 # learners needs dozens of threads, and shutdown must outlast one hold.
                 "--access-logfile", "-", "--graceful-timeout", "10",
                 # gunicorn 27's control socket has one fixed path per user; a second gunicorn
                 # (tests, bench) would fight over it.
                 "--no-control-socket"],
-        "worker": [python, "-m", "celery", "-A", "bakery", "worker", "--loglevel", "INFO", "--concurrency", "2",
+        "worker": [python, "-m", "celery", "-A", "bakery", "worker", "--loglevel", "INFO",
+                   "--concurrency", str(WORKER_CONCURRENCY),
                    "--hostname", "bakery-demo@%h"],
         "beat": [python, "-m", "celery", "-A", "bakery", "beat", "--loglevel", "WARNING",
                  "--schedule", str(data / "celerybeat-schedule"), "--pidfile", ""],
     }
-    children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+    # The web tier pools its connections; the back office's processes run one task at a time and
+    # need no pool (see bakery/connections.py for the sum).
+    pool_sizes = {"web": str(connection_plan.web_pool), "worker": "0", "beat": "0"}
+    children = {name: subprocess.Popen(cmd, env={**env, "DATABASE_POOL_SIZE": pool_sizes[name]})
+                for name, cmd in commands.items()}
 
     shown_host = lan_address() if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown_host or '127.0.0.1'}:{args.port}/"
@@ -131,6 +148,8 @@ def main(argv=None) -> int:
     else:
         print(f"  Admin: {url}admin/  user {login.username!r}  password {login.password!r}  (this install's own; "
               "`manage.py facilitator_password` prints it again)", flush=True)
+    print(f"  PostgreSQL connections: at most {connection_plan.peak} of the {connection_plan.allowed} available "
+          f"({args.web_workers} web workers x {connection_plan.web_pool} pooled).", flush=True)
     print(f"  Metrics (staff or METRICS_ALLOWED_IPS): {url}metrics", flush=True)
     if env.get("CONFORMANCE_FIXTURE", "").lower() in {"1", "true", "yes", "on"}:
         print(f"  Conformance fixture: {url}conformance/", flush=True)

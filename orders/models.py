@@ -69,6 +69,9 @@ class Order(models.Model):
         INVOICED = "invoiced", "Invoiced"
         NOTIFIED = "notified", "Confirmation sent"
         PAYMENT_FAILED = "payment_failed", "Payment failed"
+        # The completer re-sent a stalled step FULFILMENT_MAX_RESUMPTIONS times in vain and stopped:
+        # ``failure_reason`` says where; re-running the step by name reopens the order.
+        FULFILMENT_FAILED = "fulfilment_failed", "Fulfilment stopped"
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="orders")
     idempotency_key = models.UUIDField(null=True, blank=True, help_text="The key the browser sent.")
@@ -84,6 +87,9 @@ class Order(models.Model):
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PLACED)
     failure_reason = models.CharField(max_length=200, blank=True)
+    resumptions = models.PositiveSmallIntegerField(
+        default=0, help_text="Times the completer re-sent the next step since the checkpoint last moved."
+    )
     note = models.CharField(max_length=500, blank=True)
     total = models.DecimalField(max_digits=10, decimal_places=2)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -91,6 +97,11 @@ class Order(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # The completer's scan: only orders still on their way, oldest checkpoint first.
+            models.Index(fields=["updated_at"], condition=Q(status__in=["placed", "paid", "invoiced"]),
+                         name="order_in_fulfilment"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["customer", "idempotency_key"],
@@ -177,6 +188,7 @@ class Event(models.Model):
         DEDUPE = "dedupe", "Duplicate delivery skipped"
         RETRY = "retry", "Step will retry"
         FAILED = "failed", "Step failed"
+        RESUMED = "resumed", "Resumed by the completer"
 
     customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
     key = models.CharField(max_length=255, blank=True, db_index=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 
 from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from orders.models import Event, Order, OrderItem
 from payments.models import Charge, EmailReceipt, Invoice
@@ -105,3 +106,11 @@ def duplicate_cakes_by_customer(customer_ids) -> dict:
             duplicates[customer_id] += cakes
         seen.add((customer_id, key))
     return duplicates
+
+
+def fulfilment_backlog(*, now=None) -> dict:
+    """How many orders wait for the back office, and how long ago the oldest of them was placed (s)."""
+    now = now or timezone.now()
+    waiting = Order.objects.filter(status__in=[Order.Status.PLACED, Order.Status.PAID, Order.Status.INVOICED])
+    oldest = waiting.order_by("created_at").values_list("created_at", flat=True).first()
+    return {"waiting": waiting.count(), "oldest_seconds": int((now - oldest).total_seconds()) if oldest else 0}

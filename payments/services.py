@@ -8,7 +8,10 @@ delivers at least once, so every step goes through the same idempotency layer as
   written in one transaction, so a crash anywhere resumes from the last checkpoint and loses nothing;
 * a delivery of a finished step replays the stored answer and is recorded as a DEDUPE event;
 * unique constraints on ``Charge``/``Invoice``/``EmailReceipt.idempotency_key`` (and one row per
-  order) are the backstop: PostgreSQL, not this code, makes a second charge, invoice or email impossible.
+  order) are the backstop: PostgreSQL, not this code, makes a second charge, invoice or email impossible;
+* every write about an order happens while the order's row is locked, so "Reset my bakery" (which
+  locks the customer's orders FOR UPDATE first) either waits for a running step or makes the step
+  find no order and do nothing: a reset never fails, and no task fails on a missing order.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import logging
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +61,7 @@ def payment_capture(*, order_id: int) -> Outcome | None:
         return None
 
     def capture() -> StoredResponse:
-        locked = Order.objects.select_for_update().get(pk=order.pk)
+        locked = _lock(order)
         if _past(locked, Order.Status.PAID):
             return _done_by_checkpoint(CAPTURE, locked)
         charge, _ = Charge.objects.get_or_create(
@@ -77,6 +81,7 @@ def payment_capture(*, order_id: int) -> Outcome | None:
             _checkpoint(locked, Order.Status.PAYMENT_FAILED, failure_reason=f"Payment declined: {declined.reason}")
             _event(CAPTURE, locked, Kind.FAILED, reason=locked.failure_reason, attempts=charge.attempts)
             return _answer(402, charge=declined.charge_id, status="declined")
+        _pause_here_for_tests(CAPTURE, locked)  # the provider has charged; the bakery has not committed
         charge.status, charge.provider_charge_id, charge.failure_reason = Charge.Status.SUCCEEDED, taken.charge_id, ""
         charge.save()
         _checkpoint(locked, Order.Status.PAID)
@@ -87,7 +92,7 @@ def payment_capture(*, order_id: int) -> Outcome | None:
     try:
         return _run_step(CAPTURE, order, capture)
     except provider.TransientProviderError as error:
-        _count_failed_attempt(order, error)
+        _count_failed_attempt(order.pk, error)
         raise
 
 
@@ -109,7 +114,7 @@ def invoice_issue(*, order_id: int) -> Outcome | None:
         return None
 
     def issue() -> StoredResponse:
-        locked = Order.objects.select_for_update().get(pk=order.pk)
+        locked = _lock(order)
         if _past(locked, Order.Status.INVOICED):
             return _done_by_checkpoint(INVOICE, locked)
         invoice = Invoice.objects.create(
@@ -131,7 +136,7 @@ def confirmation_send(*, order_id: int) -> Outcome | None:
         return None
 
     def send() -> StoredResponse:
-        locked = Order.objects.select_for_update(of=("self",)).select_related("invoice").get(pk=order.pk)
+        locked = _lock(order, Order.objects.select_related("invoice"))
         if _past(locked, Order.Status.NOTIFIED):
             return _done_by_checkpoint(EMAIL, locked)
         invoice = locked.invoice
@@ -146,6 +151,7 @@ def confirmation_send(*, order_id: int) -> Outcome | None:
             f"Total: £{locked.total}", f"Invoice {invoice.number}: {reverse('invoice-detail', args=[invoice.number])}",
             "", "Baked once, whatever the tunnel does.", "Freed's Bakery",
         ])
+        _pause_here_for_tests(EMAIL, locked)  # the receipt is written, the email not sent yet
         # Sent inside the step's transaction: if sending fails, the receipt rolls back and the key
         # is released, so a retry sends it. (A crash between sending and COMMIT could still send a
         # second email: SMTP itself has no idempotency key, so this is at-least-once at the edge.)
@@ -159,36 +165,64 @@ def confirmation_send(*, order_id: int) -> Outcome | None:
 
 def step_retrying(*, task: str, order_id, error: BaseException, attempt: int) -> None:
     """A step failed this time and Celery will run it again: show it on the timeline."""
-    order = _order_or_none(order_id)
-    if order is not None and task in STEPS_BY_TASK:
-        _event(STEPS_BY_TASK[task], order, Kind.RETRY, attempt=attempt, reason=_reason(error))
+    if task not in STEPS_BY_TASK:
+        return
+    with order_held(order_id) as order:
+        if order is not None:
+            _event(STEPS_BY_TASK[task], order, Kind.RETRY, attempt=attempt, reason=_reason(error))
 
 
 def step_failed(*, task: str, order_id, error: BaseException) -> None:
     """A step gave up. A payment that stayed unreachable through every retry fails the order."""
-    order = _order_or_none(order_id)
-    if order is None or task not in STEPS_BY_TASK:
+    if task not in STEPS_BY_TASK:
         return
     if isinstance(error, provider.TransientProviderError):
-        attempts = Charge.objects.filter(order=order).values_list("attempts", flat=True).first() or 0
-        payment_give_up(order_id=order.pk,
+        attempts = Charge.objects.filter(order_id=order_id).values_list("attempts", flat=True).first() or 0
+        payment_give_up(order_id=order_id,
                         reason=f"Payment provider unavailable after {attempts} attempts: {error}")
-    else:
-        # Anything else is a bug or an outage: the order stays at its checkpoint for an operator
-        # to re-run the step by name (see the README), which is safe because every step dedupes.
-        _event(STEPS_BY_TASK[task], order, Kind.FAILED, reason=_reason(error))
+        return
+    # Anything else is a bug or an outage (PostgreSQL gone mid-step): the order stays at its
+    # checkpoint, and the completer (payments/completer.py) re-sends the step once it has stalled.
+    with order_held(order_id) as order:
+        if order is not None:
+            _event(STEPS_BY_TASK[task], order, Kind.FAILED, reason=_reason(error))
 
 
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _run_step(step: Step, order: Order, handler) -> Outcome:
+@contextmanager
+def order_held(order_id):
+    """The order, locked FOR KEY SHARE until the block ends, or None if a reset deleted it.
+
+    KEY SHARE conflicts with the FOR UPDATE that "Reset my bakery" (and the completer) take, and
+    with nothing a step does: two deliveries of one step both get here and meet at the
+    idempotency key as before (the second waits, then replays or gets KeyInFlight).
+    """
+    with transaction.atomic():
+        found = Order.objects.raw(f"SELECT * FROM {Order._meta.db_table} WHERE id = %s FOR KEY SHARE", [order_id])
+        yield next(iter(found), None)
+
+
+def _lock(order: Order, queryset=None) -> Order:
+    """Lock the order for the step's own update. NO KEY UPDATE, so it never blocks another
+    delivery's KEY SHARE (that one then waits on the idempotency key instead, which is bounded)."""
+    return (queryset or Order.objects).select_for_update(no_key=True, of=("self",)).get(pk=order.pk)
+
+
+def _run_step(step: Step, order: Order, handler) -> Outcome | None:
+    """Run the step through the idempotency layer while holding the order (see ``order_held``):
+    everything it writes, the layer's events included, commits with the order still there."""
     guard = Guard(scope=step.scope, owner=str(order.customer_id), key=str(order.fulfilment_key),
                   source=step.source, customer_id=order.customer_id)
-    outcome = run_once(guard, {"order": order.pk}, handler)
-    if outcome.replayed:
-        # The layer has recorded its REPLAY; this names what was skipped, on the order's timeline.
-        _event(step, order, Kind.DEDUPE, task=step.task, skipped=f"{step.name} already done")
+    with order_held(order.pk) as held:
+        if held is None:
+            logger.info("fulfilment: order %s was deleted before %s ran", order.pk, step.task)
+            return None
+        outcome = run_once(guard, {"order": order.pk}, handler)
+        if outcome.replayed:
+            # The layer has recorded its REPLAY; this names what was skipped, on the order's timeline.
+            _event(step, held, Kind.DEDUPE, task=step.task, skipped=f"{step.name} already done")
     return outcome
 
 
@@ -197,7 +231,30 @@ def _order_or_none(order_id) -> Order | None:
     if order is None:
         # Deleted by "Reset my bakery" while its task waited in the queue: nothing left to do.
         logger.info("fulfilment: order %s no longer exists", order_id)
+    elif order.status == Order.Status.FULFILMENT_FAILED:
+        order = _reopen(order)
     return order
+
+
+def _reopen(order: Order) -> Order | None:
+    """An operator re-runs a step of an order the completer gave up on: put the order back at the
+    checkpoint its records prove (charge, invoice, email), with a fresh budget of resumptions."""
+    with transaction.atomic():
+        locked = Order.objects.select_for_update(no_key=True).filter(pk=order.pk).first()
+        if locked is None or locked.status != Order.Status.FULFILMENT_FAILED:
+            return locked
+        _checkpoint(locked, _proven_checkpoint(locked))
+    return locked
+
+
+def _proven_checkpoint(order: Order) -> str:
+    if EmailReceipt.objects.filter(order=order).exists():
+        return Order.Status.NOTIFIED
+    if Invoice.objects.filter(order=order).exists():
+        return Order.Status.INVOICED
+    if Charge.objects.filter(order=order, status=Charge.Status.SUCCEEDED).exists():
+        return Order.Status.PAID
+    return Order.Status.PLACED
 
 
 PATH = [Order.Status.PLACED, Order.Status.PAID, Order.Status.INVOICED, Order.Status.NOTIFIED]
@@ -224,13 +281,16 @@ def _done_by_checkpoint(step: Step, order: Order) -> StoredResponse:
 
 
 def _checkpoint(order: Order, status: str, *, failure_reason: str = "") -> None:
-    order.status, order.failure_reason = status, failure_reason[:200]
-    order.save(update_fields=["status", "failure_reason", "updated_at"])
+    # A checkpoint that moves gives the next step a fresh budget of completer resumptions.
+    order.status, order.failure_reason, order.resumptions = status, failure_reason[:200], 0
+    order.save(update_fields=["status", "failure_reason", "resumptions", "updated_at"])
 
 
-def _count_failed_attempt(order: Order, error: BaseException) -> None:
+def _count_failed_attempt(order_id: int, error: BaseException) -> None:
     """The step's transaction rolled back, but the call to the provider happened: count it."""
-    with transaction.atomic():
+    with order_held(order_id) as order:
+        if order is None:
+            return
         charge, _ = Charge.objects.get_or_create(
             order=order,
             defaults={"idempotency_key": order.fulfilment_key, "amount": order.total, "status": Charge.Status.PENDING},
@@ -262,11 +322,12 @@ def _reason(error: BaseException) -> str:
 
 
 def _pause_here_for_tests(step: Step, order: Order) -> None:
-    """TEST HOOK, never set in production: with BAKERY_TEST_PAUSE_IN=<step name> the step writes
-    the order id to BAKERY_TEST_PAUSE_FILE and sleeps BAKERY_TEST_PAUSE_SECONDS (default 60)
-    inside its transaction, so a test can SIGKILL the worker in the middle of the step."""
+    """TEST HOOK, never set in production: with BAKERY_TEST_PAUSE_IN=<step name> (capture,
+    invoice or email) the step writes "<order id> <pid>" to BAKERY_TEST_PAUSE_FILE and sleeps
+    BAKERY_TEST_PAUSE_SECONDS (default 60) inside its transaction, in the middle of its work, so a
+    test can SIGKILL the worker process there."""
     if os.environ.get("BAKERY_TEST_PAUSE_IN") != step.name:
         return
     if marker := os.environ.get("BAKERY_TEST_PAUSE_FILE"):
-        Path(marker).write_text(str(order.pk))
+        Path(marker).write_text(f"{order.pk} {os.getpid()}")
     time.sleep(float(os.environ.get("BAKERY_TEST_PAUSE_SECONDS", 60)))

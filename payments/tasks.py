@@ -5,6 +5,7 @@ every one is safe to deliver any number of times (see payments/services.py for w
     payments.issue_invoice(order_id)      paid -> invoiced
     payments.send_confirmation(order_id)  invoiced -> notified
     payments.relay_outbox()               publish what the outbox holds (beat, every 2 s)
+    payments.complete_stranded()          re-send the next step of stalled orders (beat, every 5 s)
 
 Acknowledgement after the task ran (acks_late), requeue of a task whose worker died
 (reject_on_worker_lost) and the visibility timeout are set in bakery/settings.py.
@@ -16,7 +17,7 @@ from celery import Task, shared_task
 
 from orders import outbox
 from orders.idempotency import KeyInFlight
-from payments import services
+from payments import completer, services
 from payments.provider import TransientProviderError
 
 # A step whose key is in flight is being run by another delivery right now; it finishes or its
@@ -80,3 +81,10 @@ def send_confirmation(self, order_id: int):
 def relay_outbox():
     """Beat runs this every 2 s: publish what the outbox holds (e.g. orders made while Redis was down)."""
     return outbox.relay()
+
+
+@shared_task(name="payments.complete_stranded", ignore_result=True)
+def complete_stranded():
+    """Beat runs this every 5 s: resume orders whose checkpoint stalled (payments/completer.py)."""
+    run = completer.stranded_complete()
+    return {"resumed": run.resumed, "stopped": run.stopped}

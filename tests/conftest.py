@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from rest_framework.test import APIClient
 
 from bakery.client import CSRF_COOKIE, ME_PATH, ORDERS_PATH, order_body, order_headers
@@ -26,6 +26,17 @@ from tests.factories import CakeFactory
 from tests.processes import ROOT, CeleryWorkerProcess, GunicornProcess
 
 ARTIFACTS = ROOT / "artifacts"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pools_closed_before_the_test_database_is_dropped(django_db_setup):
+    """Each alias keeps a pool of open connections (settings.DATABASE_POOL_SIZE); the test database
+    can only be dropped once they are closed."""
+    yield
+    for alias in connections:
+        connections[alias].close()
+        if connections[alias].pool is not None:
+            connections[alias].close_pool()
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import httpx
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bakery.engines import free_port
 
@@ -89,7 +91,10 @@ class CeleryWorkerProcess(ProjectProcess):
     def ready(self) -> bool:
         from bakery.celery import app
 
-        return bool(app.control.ping(timeout=0.5, destination=[f"{self.hostname}@{os.uname().nodename}"]))
+        try:
+            return bool(app.control.ping(timeout=0.5, destination=[f"{self.hostname}@{os.uname().nodename}"]))
+        except (OSError, OperationalError, RedisConnectionError):
+            return False  # a broker connection that died with a restarted Redis: the next try makes a new one
 
     def kill(self) -> None:
         """SIGKILL: the crash a real worker suffers (OOM killer, power cut), no chance to clean up."""

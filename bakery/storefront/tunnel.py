@@ -19,25 +19,29 @@ A held request holds a web thread, so the tunnel is guarded like any write and m
   already a customer (a cookie-less script would otherwise be a new customer every time);
 * one customer holds at most ``TUNNEL_MAX_HOLDS`` requests in the tunnel at once; past that an
   attempt is answered at once with ``429`` (``tunnel-full``) instead of taking another thread.
-  The holds are counted with PostgreSQL advisory locks, one per slot, taken on the request's own
-  database connection: they count across every web process, and a process that dies mid-hold
-  loses its connection and so its slot, so no count is ever left behind.
+  The holds are rows in PostgreSQL (``bakery.models.TunnelHold``), taken under the customer's row
+  lock in one short transaction, so they count exactly across every web process, and no database
+  connection is kept while a request waits. A hold whose process died stops counting at its
+  ``until``; Redis is not involved, so an outage of it changes nothing here.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import connection
+from django.db import connections, transaction
 from django.middleware.csrf import CsrfViewMiddleware
+from django.utils import timezone
 
+from bakery.models import TunnelHold
 from orders.api import ORDER_KEY, ORDER_SCOPE
 from orders.customers import known_customer
 from orders.events import Kind, record_event
+from orders.models import Customer
 from orders.problems import problem
 
 HEADER = "X-Bakery-Tunnel"
@@ -70,23 +74,25 @@ def csrf_refusal(request):
     return check.process_view(request, None, (), {})
 
 
-@contextmanager
-def tunnel_slot(customer_id):
-    """Take one of the customer's TUNNEL_MAX_HOLDS slots for the duration; yields False when all are taken."""
-    taken = None
-    with connection.cursor() as cursor:
-        for slot in range(settings.TUNNEL_MAX_HOLDS):
-            name = f"bakery-tunnel:{customer_id}:{slot}"
-            cursor.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [name])
-            if cursor.fetchone()[0]:
-                taken = name
-                break
-    try:
-        yield taken is not None
-    finally:
-        if taken is not None:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [taken])
+def tunnel_hold_take(*, customer: Customer) -> int | None:
+    """One of the customer's TUNNEL_MAX_HOLDS holds, or None when all are taken. The customer's
+    row lock makes concurrent attempts take turns, so two never both get the last one."""
+    now = timezone.now()
+    # Long enough for any honest request (a slow handler, then the held answer); only a hold
+    # whose process died ever reaches it.
+    lifetime = timedelta(seconds=settings.TUNNEL_HOLD_SECONDS + settings.TUNNEL_SLOW_SECONDS
+                         + settings.IDEMPOTENCY_WAIT_SECONDS + 30)
+    with transaction.atomic():
+        list(Customer.objects.select_for_update().filter(pk=customer.pk).values_list("pk"))
+        holds = TunnelHold.objects.filter(customer=customer)
+        holds.filter(until__lte=now).delete()
+        if holds.count() >= settings.TUNNEL_MAX_HOLDS:
+            return None
+        return TunnelHold.objects.create(customer=customer, until=now + lifetime).pk
+
+
+def tunnel_hold_release(hold: int) -> None:
+    TunnelHold.objects.filter(pk=hold).delete()
 
 
 class TunnelMiddleware:
@@ -106,13 +112,16 @@ class TunnelMiddleware:
         if customer is None:
             return problem("forbidden", "The tunnel simulator is for customers: open a cake page, place an order "
                                         "or set your idempotency switch first, keeping the session cookie.")
-        with tunnel_slot(customer.pk) as held:
-            if not held:
-                wait = math.ceil(max(settings.TUNNEL_HOLD_SECONDS, settings.TUNNEL_SLOW_SECONDS))
-                return problem("tunnel-full", f"You already have {settings.TUNNEL_MAX_HOLDS} requests held in the "
-                                              f"tunnel, the most one customer may have at once. Retry in {wait} s, "
-                                              "when one has come out.", headers={"Retry-After": str(wait)})
+        hold = tunnel_hold_take(customer=customer)
+        if hold is None:
+            wait = math.ceil(max(settings.TUNNEL_HOLD_SECONDS, settings.TUNNEL_SLOW_SECONDS))
+            return problem("tunnel-full", f"You already have {settings.TUNNEL_MAX_HOLDS} requests held in the "
+                                          f"tunnel, the most one customer may have at once. Retry in {wait} s, "
+                                          "when one has come out.", headers={"Retry-After": str(wait)})
+        try:
             return self._through_the_tunnel(request, mode, customer)
+        finally:
+            tunnel_hold_release(hold)
 
     def _through_the_tunnel(self, request, mode, customer):
         if customer.last_scenario != mode:
@@ -120,14 +129,23 @@ class TunnelMiddleware:
             customer.save(update_fields=["last_scenario", "last_seen_at"])
         if mode == REQUEST_LOST:
             record_event(source="tunnel", kind=Kind.LOST_REQUEST, key=_key_of(request), customer=customer)
-            time.sleep(settings.TUNNEL_HOLD_SECONDS)
+            _hold()
             return problem("lost-in-tunnel", "This request was lost in the tunnel; the bakery never saw it.")
         response = self.get_response(request)
         if mode == RESPONSE_LOST:
             record_event(source="tunnel", kind=Kind.LOST_RESPONSE, key=_key_of(request), customer=customer,
                          status=response.status_code)
-            time.sleep(settings.TUNNEL_HOLD_SECONDS)
+            _hold()
         return response
+
+
+def _hold() -> None:
+    """Keep the client waiting without keeping a database connection: the pooled connection goes
+    back to the pool first, so a room full of tunnels does not starve the orders."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:  # (a test's transaction is never handed back)
+            connection.close()
+    time.sleep(settings.TUNNEL_HOLD_SECONDS)
 
 
 def slow_bakery(sender, *, request, **kwargs) -> None:

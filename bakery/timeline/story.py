@@ -251,6 +251,9 @@ def _step_row(step: Event) -> Row:
     if step.kind == Kind.DEDUPE:
         who = "the payment provider" if detail.get("by") == "provider" else f"the {name} step"
         return Row.saying(lane - 1, lane, at, words.STEP_ROWS[Kind.DEDUPE], name=name, who=who)
+    if step.kind == Kind.RESUMED:
+        return Row.saying(lane - 1, lane, at, words.STEP_ROWS[Kind.RESUMED], name=name,
+                          quiet=detail.get("quiet_seconds", "?"), attempt=detail.get("attempt", 1))
     if step.kind in (Kind.RETRY, Kind.FAILED):
         reason = detail.get("reason") or detail.get("error") or words.STEP_REASON_UNKNOWN[step.kind]
         return Row.saying(lane, lane, at, words.STEP_ROWS[step.kind], name=name, reason=reason)

@@ -112,6 +112,11 @@ STEP_ROWS = {
                            "with the same key."),
     Kind.FAILED: Words("{name}: failed", short="fail", lab="worker", tone="error", badge="failed",
                        said="The {name} step gave up: {reason}."),
+    Kind.RESUMED: Words("{name}: resumed by the completer", short="resume", lab="worker", tone="warn",
+                        badge="resumed",
+                        said="Nothing had happened to this order for {quiet} s, so the completer sent the {name} "
+                             "step again (resumption {attempt}). If the first one got through after all, the step "
+                             "will see its key and skip."),
 }
 # What a step says when it could not say why it retried or failed.
 STEP_REASON_UNKNOWN = {Kind.RETRY: "transient", Kind.FAILED: "see the order"}

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from bakery.demo import lan_address
 from orders.models import Customer
-from payments.selectors import Counts, counts_by_customer
+from payments.selectors import Counts, counts_by_customer, fulfilment_backlog
 
 # A learner counts as "in the room" while they did something in the last half hour: long enough
 # to cover a lab's discussion, short enough that yesterday's run of the workshop drops out.
@@ -93,4 +93,4 @@ def room_url(request) -> tuple[str, str]:
 def dashboard_context() -> dict:
     rows = learner_rows()
     return {"learners": rows, "totals": room_totals(rows), "active_minutes": int(ACTIVE_WINDOW.total_seconds() // 60),
-            "refreshed_at": timezone.now()}
+            "refreshed_at": timezone.now(), "backlog": fulfilment_backlog()}

@@ -5,11 +5,13 @@ from __future__ import annotations
 import random
 import uuid
 
+import httpx
 import pytest
 from django.test import Client
 
 from orders.models import Customer, IdempotencyRecord, Order
-from tests.conftest import BakeryClient
+from tests.conftest import BakeryClient, BakeryServer
+from tests.payments.conftest import RedisServer
 
 pytestmark = pytest.mark.django_db
 
@@ -65,3 +67,27 @@ def test_a_script_dropping_its_session_each_time_is_throttled_by_its_address(cak
 def test_the_throttle_can_be_turned_off(customer_client, cake, settings):
     settings.ORDER_THROTTLE_RATE = "off"
     assert all(customer_client.order(uuid.uuid4()).status_code == 201 for _ in range(5))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_redis_down_the_throttle_lets_orders_through(cake, tmp_path):
+    """The counters live in the cache; a bakery whose Redis is gone still takes every order."""
+    redis_server = RedisServer(tmp_path).start()
+    server = BakeryServer({"REDIS_URL": redis_server.url, "ORDER_THROTTLE_RATE": "3/min"}).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as customer:
+            customer.get("/api/me/")
+            token = {"X-CSRFToken": customer.cookies["csrftoken"]}
+            customer.patch("/api/me/", json={"idempotency": True}, headers=token).raise_for_status()
+
+            def order() -> int:
+                return customer.post("/api/orders/", json={"items": [{"cake": "strawberry-shortcake", "quantity": 1}]},
+                                     headers={**token, "Idempotency-Key": str(uuid.uuid4())}).status_code
+
+            assert [order() for _ in range(4)] == [201, 201, 201, 429], "with Redis the throttle counts"
+            redis_server.stop()
+            assert [order() for _ in range(4)] == [201] * 4
+    finally:
+        server.stop()
+        redis_server.stop()
+    assert Order.objects.count() == 7

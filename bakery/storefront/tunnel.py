@@ -76,14 +76,17 @@ def csrf_refusal(request):
 
 def tunnel_hold_take(*, customer: Customer) -> int | None:
     """One of the customer's TUNNEL_MAX_HOLDS holds, or None when all are taken. The customer's
-    row lock makes concurrent attempts take turns, so two never both get the last one."""
+    row lock makes concurrent attempts take turns, so two never both get the last one; an attempt
+    that finds the row locked (the same customer taking a hold this very moment) does not queue
+    for it but is refused at once, so a flood from one session never piles up waiting threads."""
     now = timezone.now()
     # Long enough for any honest request (a slow handler, then the held answer); only a hold
     # whose process died ever reaches it.
     lifetime = timedelta(seconds=settings.TUNNEL_HOLD_SECONDS + settings.TUNNEL_SLOW_SECONDS
                          + settings.IDEMPOTENCY_WAIT_SECONDS + 30)
     with transaction.atomic():
-        list(Customer.objects.select_for_update().filter(pk=customer.pk).values_list("pk"))
+        if not list(Customer.objects.select_for_update(skip_locked=True).filter(pk=customer.pk).values_list("pk")):
+            return None
         holds = TunnelHold.objects.filter(customer=customer)
         holds.filter(until__lte=now).delete()
         if holds.count() >= settings.TUNNEL_MAX_HOLDS:

@@ -3,6 +3,7 @@ session leaves everybody else's order answered. The concurrency claims run again
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -67,20 +68,34 @@ def order_request(url, cookies, token, *, tunnel: str | None = None, key: str | 
 
 @pytest.mark.django_db(transaction=True)
 def test_one_customer_holds_at_most_three_requests_in_the_tunnel(cake):
-    server = BakeryServer({"TUNNEL_HOLD_SECONDS": "3", "TUNNEL_MAX_HOLDS": "3"}).start()
+    server = BakeryServer({"TUNNEL_HOLD_SECONDS": "4", "TUNNEL_MAX_HOLDS": "3"}).start()
     try:
         cookies, token, _ = customer_session(server.url)
-        answers = fire_at_once(12, order_request(server.url, cookies, token, tunnel="request-lost"))
-        statuses = [response.status_code for _, response in answers]
-        assert sorted(statuses) == [429] * 9 + [504] * 3
-        refused = [response for _, response in answers if response.status_code == 429]
-        assert all(r.json()["type"].endswith("/tunnel-full") and r.headers["Retry-After"] for r in refused)
-        assert "3 requests held in the tunnel" in refused[0].json()["detail"]
-        assert statuses.index(504) == 9, "the refusals come at once, before any hold ends"
+        lost = order_request(server.url, cookies, token, tunnel="request-lost")
+        held: list[httpx.Response] = []
+
+        def hold():
+            with httpx.Client(timeout=30) as client:
+                held.append(lost(client))
+
+        holders = []
+        for _ in range(3):  # three attempts, one after another, each held in the tunnel
+            holders.append(threading.Thread(target=hold))
+            holders[-1].start()
+            time.sleep(0.3)
+        # While those three wait, nine more at the same instant: each refused at once.
+        refused = fire_at_once(9, lost)
+        assert held == [], "the refusals came before any hold ended"
+        assert [response.status_code for _, response in refused] == [429] * 9
+        assert all(r.json()["type"].endswith("/tunnel-full") and r.headers["Retry-After"] for _, r in refused)
+        assert "3 requests held in the tunnel" in refused[0][1].json()["detail"]
+        for thread in holders:
+            thread.join(30)
+        assert [response.status_code for response in held] == [504] * 3
         assert Event.objects.filter(kind=Event.Kind.LOST_REQUEST).count() == 3
-        # The slots come back when the holds end: the next attempt goes into the tunnel again.
+        # The holds end with their requests: the next attempt goes into the tunnel again.
         with httpx.Client(timeout=30) as client:
-            assert order_request(server.url, cookies, token, tunnel="request-lost")(client).status_code == 504
+            assert lost(client).status_code == 504
     finally:
         server.stop()
 

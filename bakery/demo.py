@@ -17,7 +17,6 @@ import time
 
 from bakery import connections, engines
 from bakery.env import env_bool
-from bakery.facilitator import stored_login
 from bakery.workshop.qr import qr_terminal
 
 
@@ -136,18 +135,18 @@ def main(argv=None) -> int:
 
     shown_host = lan_address() if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown_host or '127.0.0.1'}:{args.port}/"
-    login = stored_login()
+    # The facilitator's login for this database, as `manage.py facilitator_password` prints it:
+    # shown here, in the terminal that started the demo, and nowhere else.
+    shown = subprocess.run([python, "manage.py", "facilitator_password"], env=env, capture_output=True, text=True)
+    login = (f"{shown.stdout.strip()}  (this install's own; `manage.py facilitator_password` prints it again)"
+             if shown.returncode == 0 else
+             "password changed in the admin; `.venv/bin/python manage.py facilitator_password --reset` makes a new one")
     print(f"\n  Freed's Bakery is open at {url}", flush=True)
     if args.host in ("0.0.0.0", "::"):
         print(f"  Learners: scan this or open {url} on the room's Wi-Fi", flush=True)
         print(qr_terminal(url), flush=True)
         print(f"  Facilitator dashboard: {url}workshop/ (staff login)", flush=True)
-    if login is None or login.password is None:
-        print(f"  Admin: {url}admin/  password set in the admin; `.venv/bin/python manage.py facilitator_password "
-              "--reset` makes a new one", flush=True)
-    else:
-        print(f"  Admin: {url}admin/  user {login.username!r}  password {login.password!r}  (this install's own; "
-              "`manage.py facilitator_password` prints it again)", flush=True)
+    print(f"  Admin: {url}admin/  {login}", flush=True)
     print(f"  PostgreSQL connections: at most {connection_plan.peak} of the {connection_plan.allowed} available "
           f"({args.web_workers} web workers x {connection_plan.web_pool} pooled).", flush=True)
     print(f"  Metrics (staff or METRICS_ALLOWED_IPS): {url}metrics", flush=True)

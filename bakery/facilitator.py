@@ -2,8 +2,9 @@
 
 The password is never in the repository. ``DEMO_ADMIN_PASSWORD`` sets it (docker compose reads
 it from the ``.env`` file); otherwise the first ``load_initial_data`` makes a random one and keeps
-it in the data folder (mode 0600), where the demo's banner and ``manage.py facilitator_password``
-read it. ``manage.py facilitator_password --reset`` makes a new one.
+it in the data folder (``facilitator.json``, mode 0600), one entry per database (the demo's and
+the bench's share a data folder), where ``manage.py facilitator_password`` reads it; the demo's
+banner prints what that command prints. ``manage.py facilitator_password --reset`` makes a new one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import secrets
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from bakery import engines
@@ -28,25 +30,27 @@ def username() -> str:
 @dataclass(frozen=True)
 class Login:
     username: str
-    password: str | None  # None: set by hand since (in the admin); not known here
+    password: str | None  # None: changed by hand (in the admin) since, so not known here
     source: str  # "environment", "data folder" or "set by hand"
 
 
-def _password_file():
-    return engines.data_dir() / PASSWORD_FILE
+def _database() -> str:
+    database = settings.DATABASES["default"]
+    return f"{database['NAME']}@{database['HOST']}:{database['PORT']}"
 
 
 def _stored() -> dict:
-    path = _password_file()
+    """``{database: {"username": …, "password": … or None}}`` from the data folder."""
     try:
-        return json.loads(path.read_text())
+        return json.loads((engines.data_dir() / PASSWORD_FILE).read_text())
     except (FileNotFoundError, ValueError):
         return {}
 
 
 def _store(password: str | None) -> None:
-    write_private(_password_file(), json.dumps({"username": username(), "password": password}),
-                  replace=True)
+    logins = _stored()
+    logins[_database()] = {"username": username(), "password": password}
+    write_private(engines.data_dir() / PASSWORD_FILE, json.dumps(logins, indent=1), replace=True)
 
 
 def new_password() -> str:
@@ -56,8 +60,9 @@ def new_password() -> str:
 def facilitator_ensure() -> Login:
     """Make sure the facilitator's superuser exists with a password nobody else knows; return the login.
 
-    An account from before this install kept its password in the data folder (an older install,
-    or a restored database) gets a fresh random password, so no published one stays valid.
+    An account this install has no password of its own for (made by an older version with a
+    published password, or a restored database) gets a fresh random one, so no published password
+    stays valid. A password changed in the admin since is kept, and reported as not known here.
     """
     User = get_user_model()
     name = username()
@@ -71,15 +76,15 @@ def facilitator_ensure() -> Login:
             user.set_password(wanted)
             user.save(update_fields=["password"])
         return Login(name, wanted, "environment")
-    stored = _stored()
-    if "password" in stored and stored.get("username") == name and not created:
-        if stored["password"] is None:
-            return Login(name, None, "set by hand")
-        if user.check_password(stored["password"]):
-            return Login(name, stored["password"], "data folder")
-        _store(None)  # changed in the admin since: keep the facilitator's choice, but we no longer know it
-        return Login(name, None, "set by hand")
-    return facilitator_password_reset()
+    stored = _stored().get(_database())
+    stored = stored if isinstance(stored, dict) else {}
+    if created or "password" not in stored or stored.get("username") != name:
+        return facilitator_password_reset()
+    if stored["password"] is not None and user.check_password(stored["password"]):
+        return Login(name, stored["password"], "data folder")
+    if stored["password"] is not None:
+        _store(None)  # changed in the admin since: the facilitator's choice stands, unknown to us
+    return Login(name, None, "set by hand")
 
 
 def facilitator_password_reset() -> Login:
@@ -91,14 +96,3 @@ def facilitator_password_reset() -> Login:
     user.save(update_fields=["password"])
     _store(password)
     return Login(name, password, "data folder")
-
-
-def stored_login() -> Login | None:
-    """What the demo's banner shows, read without Django: the environment's, or the data folder's."""
-    if os.environ.get("DEMO_ADMIN_PASSWORD"):
-        return Login(username(), os.environ["DEMO_ADMIN_PASSWORD"], "environment")
-    stored = _stored()
-    if "password" not in stored:
-        return None
-    return Login(stored.get("username") or username(), stored["password"],
-                 "data folder" if stored["password"] else "set by hand")

@@ -3,6 +3,7 @@ admin logins, no DEBUG on the room's network, and no secret anywhere in the repo
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -125,6 +126,21 @@ def test_a_password_changed_in_the_admin_is_kept_and_not_claimed(monkeypatch, tm
     assert admin_login("admin", mine)[1].status_code == 302
     with pytest.raises(Exception, match="changed in the admin"):
         call_command("facilitator_password", stdout=StringIO())
+
+
+@pytest.mark.django_db
+def test_each_database_keeps_its_own_login_in_a_shared_data_folder(monkeypatch, tmp_path):
+    """make demo and make bench share a data folder with two databases: loading the demo data into
+    one must not take the other's password away."""
+    monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
+    monkeypatch.setenv("BAKERY_DATA_DIR", str(tmp_path))
+    other = {"bakery@/elsewhere:": {"username": "admin", "password": "the-demo-database-s-own"}}
+    (tmp_path / "facilitator.json").write_text(json.dumps(other))
+    call_command("load_initial_data", verbosity=0, stdout=StringIO())
+    _, mine = facilitator_line()
+    logins = json.loads((tmp_path / "facilitator.json").read_text())
+    assert logins["bakery@/elsewhere:"] == other["bakery@/elsewhere:"]
+    assert mine in [login["password"] for login in logins.values()] and mine != "the-demo-database-s-own"
 
 
 @pytest.mark.django_db

@@ -23,8 +23,9 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# Quiet: web, worker and beat log to $(BAKERY_DATA_DIR)/logs/ (.local/logs/); VERBOSE=1 shows their output here.
 demo: install
-	$(PY) -m bakery.demo --host $(HOST) --port $(PORT) --web-workers $(WEB_WORKERS)
+	$(PY) -m bakery.demo --host $(HOST) --port $(PORT) --web-workers $(WEB_WORKERS) $(if $(VERBOSE),--verbose,)
 
 # The tests keep their engines in .local/test, apart from a running `make demo` (whose worker
 # would otherwise take the tests' tasks from a shared Redis).

@@ -1,5 +1,12 @@
 """`make demo`: start the engines, prepare the database, and run web + worker + beat together.
 
+The terminal stays quiet enough to project: the web, worker and beat logs go to files under the
+data folder (``<BAKERY_DATA_DIR>/logs/``), the banner (URL, facilitator login, and on a LAN the
+room's URL with a QR code) is printed once everything answers, and after it comes one line for
+each thing a person cares about, read from the timeline's events in PostgreSQL
+(:mod:`bakery.timeline.feed`). On a terminal the banner is pinned: the story scrolls beneath it.
+``--verbose`` (``make demo VERBOSE=1``) shows the processes' own output instead, as it comes.
+
 Ctrl-C stops everything this started (web, worker, beat, then Redis and PostgreSQL if they are
 the embedded ones) and leaves no stray process.
 """
@@ -7,6 +14,7 @@ the embedded ones) and leaves no stray process.
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import shutil
 import signal
@@ -14,10 +22,19 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import httpx
+from django import db
 
 from bakery import connections, engines
 from bakery.env import env_bool
+from bakery.facilitator import Login, facilitator_ensure
 from bakery.workshop.qr import qr_terminal
+
+READY_TIMEOUT = 120  # seconds for web, worker and beat to answer after start-up
+POLL_SECONDS = 0.5
+WORKER_NAME = "bakery-demo"
 
 
 def lan_address() -> str | None:
@@ -41,6 +58,113 @@ def served_hosts(host: str) -> list[str]:
     return hosts
 
 
+WEB_THREADS = 24  # gthread threads per web worker process
+WORKER_CONCURRENCY = 2  # Celery prefork children
+
+
+def plan_connections(env: dict, web_workers: int) -> connections.Plan:
+    limits = connections.server_limits(env["DATABASE_URL"])
+    size = os.environ.get("DATABASE_POOL_SIZE")
+    return connections.plan(
+        web_workers=web_workers, web_threads=WEB_THREADS,
+        # the worker's children, its parent, beat, and this supervisor reading the timeline
+        back_office_processes=WORKER_CONCURRENCY + 3,
+        provider_pool=connections.PROVIDER_POOL_SIZE, pool_size=int(size) if size else None, **limits,
+    )
+
+
+def serves_room(host: str) -> bool:
+    return host in ("0.0.0.0", "::")
+
+
+def log_dir() -> Path:
+    """Where the web, worker and beat logs go: ``logs/`` in the data folder (``.local/logs/`` by default)."""
+    folder = engines.data_dir() / "logs"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def commands(args, python: str) -> dict[str, list[str]]:
+    data = engines.data_dir()
+    return {
+        "web": [python, "-m", "gunicorn", "bakery.wsgi", "--bind", f"{args.host}:{args.port}",
+                "--workers", str(args.web_workers), "--worker-class", "gthread", "--threads", str(WEB_THREADS),
+                # Each tunnelled attempt holds a thread for TUNNEL_HOLD_SECONDS: a room of 40
+                # learners needs dozens of threads, and shutdown must outlast one hold.
+                "--access-logfile", "-", "--graceful-timeout", "10",
+                # gunicorn 27's control socket has one fixed path per user; a second gunicorn
+                # (tests, bench) would fight over it.
+                "--no-control-socket"],
+        "worker": [python, "-m", "celery", "-A", "bakery", "worker", "--loglevel", "INFO",
+                   "--concurrency", str(WORKER_CONCURRENCY), "--hostname", f"{WORKER_NAME}@%h"],
+        "beat": [python, "-m", "celery", "-A", "bakery", "beat", "--loglevel", "WARNING",
+                 "--schedule", str(data / "celerybeat-schedule"), "--pidfile", ""],
+    }
+
+
+def start_children(args, env: dict, plan: connections.Plan) -> tuple[dict[str, subprocess.Popen], dict[str, Path]]:
+    """Web, worker and beat; quiet, each writes to its own log file (the previous run's is kept as .1)."""
+    logs: dict[str, Path] = {}
+    children = {}
+    # The web tier pools its connections; the back office's processes run one task at a time and
+    # need no pool (see bakery/connections.py for the sum).
+    pool_sizes = {"web": str(plan.web_pool), "worker": "0", "beat": "0"}
+    for name, command in commands(args, sys.executable).items():
+        env = {**env, "DATABASE_POOL_SIZE": pool_sizes[name]}
+        # Their own session: Ctrl-C reaches the supervisor alone, which stops them in order (a second
+        # Ctrl-C would otherwise turn the worker's warm shutdown into a cold one).
+        if args.verbose:
+            children[name] = subprocess.Popen(command, env=env, start_new_session=True)
+            continue
+        path = logs[name] = log_dir() / f"{name}.log"
+        if path.exists():
+            path.replace(path.with_suffix(".log.1"))
+        with open(path, "w") as log:  # the child keeps its own copy of the descriptor
+            children[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                              stdin=subprocess.DEVNULL, start_new_session=True)
+    return children, logs
+
+
+def web_answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def worker_answers() -> bool:
+    from bakery.celery import app  # after setup_django: the app is configured from Django's settings
+
+    return bool(app.control.ping(timeout=0.5, destination=[f"{WORKER_NAME}@{socket.gethostname()}"]))
+
+
+def wait_until_ready(children: dict[str, subprocess.Popen], logs: dict[str, Path], local_url: str,
+                     stopping) -> str | None:
+    """None once the web answers, the worker answers a ping and beat runs; else what went wrong."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    web = worker = False
+    while not stopping():
+        for name, child in children.items():
+            if child.poll() is not None:
+                return f"{name} exited with {child.returncode} while starting.{tail(logs.get(name))}"
+        web = web or web_answers(local_url)
+        worker = worker or (web and worker_answers())
+        if web and worker:
+            return None
+        if time.monotonic() > deadline:
+            late = "web" if not web else "worker"
+            return f"{late} did not answer within {READY_TIMEOUT} s.{tail(logs.get(late))}"
+        time.sleep(POLL_SECONDS)
+    return "stopped while starting."
+
+
+def tail(path: Path | None, lines: int = 15) -> str:
+    if path is None or not path.exists():
+        return ""
+    last = path.read_text(errors="replace").splitlines()[-lines:]
+    return f"\nThe last lines of {path}:\n" + "\n".join(f"  {line}" for line in last)
+
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -53,25 +177,102 @@ def debug_refusal(host: str) -> str | None:
     return None
 
 
-WEB_THREADS = 24  # gthread threads per web worker process
-WORKER_CONCURRENCY = 2  # Celery prefork children
+def facilitator_shown(login: Login | None) -> str:
+    """The facilitator's login as this terminal alone shows it (the password is this install's own)."""
+    if login is None or login.password is None:
+        return ("password changed in the admin; `.venv/bin/python manage.py facilitator_password --reset` "
+                "makes a new one")
+    return (f"user {login.username!r}  password {login.password!r}  (this install's own; "
+            "`manage.py facilitator_password` prints it again)")
 
 
-def plan_connections(env: dict, web_workers: int) -> connections.Plan:
-    limits = connections.server_limits(env["DATABASE_URL"])
-    size = os.environ.get("DATABASE_POOL_SIZE")
-    return connections.plan(
-        web_workers=web_workers, web_threads=WEB_THREADS,
-        back_office_processes=WORKER_CONCURRENCY + 2,  # the worker's children, its parent, beat
-        provider_pool=connections.PROVIDER_POOL_SIZE, pool_size=int(size) if size else None, **limits,
-    )
+def banner(args, logs: dict[str, Path], env: dict, plan: connections.Plan, login: Login | None = None) -> list[str]:
+    shown_host = lan_address() if serves_room(args.host) else args.host
+    url = f"http://{shown_host or '127.0.0.1'}:{args.port}/"
+    lines = ["", f"  Freed's Bakery is open at {url}"]
+    if serves_room(args.host):
+        lines.append(f"  Learners: scan this or open {url} on the room's Wi-Fi")
+        lines += qr_terminal(url).rstrip("\n").splitlines()
+        lines.append(f"  Facilitator dashboard: {url}workshop/ (staff login)")
+    lines.append(f"  Facilitator login: {url}admin/  {facilitator_shown(login)}")
+    lines.append(f"  PostgreSQL connections: at most {plan.peak} of the {plan.allowed} available "
+                 f"({args.web_workers} web workers x {plan.web_pool} pooled).")
+    lines.append(f"  Metrics (staff or METRICS_ALLOWED_IPS): {url}metrics")
+    if env.get("CONFORMANCE_FIXTURE", "").lower() in {"1", "true", "yes", "on"}:
+        lines.append(f"  Conformance fixture: {url}conformance/")
+    if logs:
+        folder = next(iter(logs.values())).parent
+        lines.append(f"  Logs: {folder}/{{web,worker,beat,story}}.log  (make demo VERBOSE=1 shows them here)")
+    lines.append("  Press Ctrl-C to stop everything.")
+    lines += ["", "  What happens, one line each:"]
+    return lines
+
+
+class Screen:
+    """The terminal: on a real one the banner is pinned at the top and the story scrolls beneath it
+    (a scrolling region, which every terminal and tmux understand); elsewhere, plain lines. Lines that
+    scroll out of a region never reach the terminal's scrollback, so the story is kept in a file too."""
+
+    def __init__(self, out=sys.stdout, pin: bool = True, story_file: Path | None = None):
+        self.out = out
+        self.story_file = open(story_file, "a", buffering=1) if story_file else None  # noqa: SIM115
+        self.pin = pin and out.isatty() and os.environ.get("TERM", "dumb") != "dumb"
+        self.banner: list[str] = []
+        self.story: collections.deque[str] = collections.deque(maxlen=200)
+        self.pinned = False
+
+    def write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    def show_banner(self, lines: list[str]) -> None:
+        self.banner = lines
+        self.draw()
+
+    def draw(self) -> None:
+        rows = shutil.get_terminal_size((80, 24)).lines
+        self.pinned = self.pin and rows - len(self.banner) >= 6
+        if not self.pinned:
+            self.write("\n".join(self.banner) + "\n")
+            return
+        top = len(self.banner) + 1
+        # Clear, draw the banner, keep rows top..rows for the story, and refill them.
+        self.write("\x1b[r\x1b[2J\x1b[H" + "\n".join(self.banner) + f"\n\x1b[{top};{rows}r\x1b[{top};1H")
+        recent = list(self.story)[-(rows - top):]
+        if recent:
+            self.write("\n".join(recent) + "\n")
+
+    def say(self, line: str) -> None:
+        self.story.append(line)
+        self.write(f"  {line}\n")
+        if self.story_file:
+            self.story_file.write(line + "\n")
+
+    def close(self) -> None:
+        if self.story_file:
+            self.story_file.close()
+        if self.pinned:
+            rows = shutil.get_terminal_size((80, 24)).lines
+            self.write(f"\x1b[r\x1b[{rows};1H\n")
+
+
+def setup_django(env: dict) -> None:
+    """The supervisor reads the events itself, through Django, on the same database as its children,
+    with one connection and no pool (it is counted as a back-office process in the plan)."""
+    os.environ.update({name: env[name] for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")})
+    os.environ["DATABASE_POOL_SIZE"] = "0"
+    import django
+
+    django.setup()
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--verbose", action="store_true",
+                        help="show web, worker and beat output here instead of in their log files")
     args = parser.parse_args(argv)
     refusal = debug_refusal(args.host)
     if refusal:
@@ -82,101 +283,101 @@ def main(argv=None) -> int:
               f"Pick another one: make demo PORT={args.port + 1}", file=sys.stderr)
         return 2
 
+    print("Starting Freed's Bakery: PostgreSQL, Redis, then web, worker and beat…", flush=True)
+    redis_given = bool(os.environ.get("REDIS_URL"))
+    engines.start()  # PostgreSQL, Redis and this install's SECRET_KEY, into the environment
     env = dict(os.environ)
-    env["DATABASE_URL"] = engines.database_url()
-    env["REDIS_URL"] = engines.redis_url()
     hosts = served_hosts(args.host)
     env.setdefault("ALLOWED_HOSTS", ",".join(hosts + ["testserver"]))
     env.setdefault("CSRF_TRUSTED_ORIGINS", ",".join(f"http://{h}:{args.port}" for h in hosts))
     env.setdefault("DJANGO_SETTINGS_MODULE", "bakery.settings")
-    python = sys.executable
+    env.setdefault("PYTHONUNBUFFERED", "1")  # log lines reach the files as they happen
 
     def manage(*command):
-        subprocess.run([python, "manage.py", *command], env=env, check=True)
+        subprocess.run([sys.executable, "manage.py", *command], env=env, check=True,
+                       stdout=None if args.verbose else subprocess.DEVNULL)
 
     try:
         connection_plan = plan_connections(env, args.web_workers)
     except connections.NotEnoughConnections as refused:
         print(f"Not starting: {refused}", file=sys.stderr)
-        engines.stop_embedded_redis() if not os.environ.get("REDIS_URL") else None
+        if not redis_given:
+            engines.stop_embedded_redis()
         engines.stop_embedded_postgres()
         return 2
 
     manage("migrate", "--noinput", "-v", "0")
     manage("load_initial_data")
-
-    data = engines.data_dir()
+    setup_django(env)
     # Every web and worker process writes its duration histograms here and /metrics sums them; a
     # new bakery starts with an empty folder, as Prometheus expects of a restarted process.
-    metrics_dir = data / f"metrics-{args.port}"
+    metrics_dir = engines.data_dir() / f"metrics-{args.port}"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    commands = {
-        "web": [python, "-m", "gunicorn", "bakery.wsgi", "--bind", f"{args.host}:{args.port}",
-                "--workers", str(args.web_workers), "--worker-class", "gthread", "--threads", str(WEB_THREADS),
-                # Each tunnelled attempt holds a thread for TUNNEL_HOLD_SECONDS: a room of 40
-                # learners needs dozens of threads, and shutdown must outlast one hold.
-                "--access-logfile", "-", "--graceful-timeout", "10",
-                # gunicorn 27's control socket has one fixed path per user; a second gunicorn
-                # (tests, bench) would fight over it.
-                "--no-control-socket"],
-        "worker": [python, "-m", "celery", "-A", "bakery", "worker", "--loglevel", "INFO",
-                   "--concurrency", str(WORKER_CONCURRENCY),
-                   "--hostname", "bakery-demo@%h"],
-        "beat": [python, "-m", "celery", "-A", "bakery", "beat", "--loglevel", "WARNING",
-                 "--schedule", str(data / "celerybeat-schedule"), "--pidfile", ""],
-    }
-    # The web tier pools its connections; the back office's processes run one task at a time and
-    # need no pool (see bakery/connections.py for the sum).
-    pool_sizes = {"web": str(connection_plan.web_pool), "worker": "0", "beat": "0"}
-    children = {name: subprocess.Popen(cmd, env={**env, "DATABASE_POOL_SIZE": pool_sizes[name]})
-                for name, cmd in commands.items()}
-
-    shown_host = lan_address() if args.host in ("0.0.0.0", "::") else args.host
-    url = f"http://{shown_host or '127.0.0.1'}:{args.port}/"
-    # The facilitator's login for this database, as `manage.py facilitator_password` prints it:
-    # shown here, in the terminal that started the demo, and nowhere else.
-    shown = subprocess.run([python, "manage.py", "facilitator_password"], env=env, capture_output=True, text=True)
-    login = (f"{shown.stdout.strip()}  (this install's own; `manage.py facilitator_password` prints it again)"
-             if shown.returncode == 0 else
-             "password changed in the admin; `.venv/bin/python manage.py facilitator_password --reset` makes a new one")
-    print(f"\n  Freed's Bakery is open at {url}", flush=True)
-    if args.host in ("0.0.0.0", "::"):
-        print(f"  Learners: scan this or open {url} on the room's Wi-Fi", flush=True)
-        print(qr_terminal(url), flush=True)
-        print(f"  Facilitator dashboard: {url}workshop/ (staff login)", flush=True)
-    print(f"  Admin: {url}admin/  {login}", flush=True)
-    print(f"  PostgreSQL connections: at most {connection_plan.peak} of the {connection_plan.allowed} available "
-          f"({args.web_workers} web workers x {connection_plan.web_pool} pooled).", flush=True)
-    print(f"  Metrics (staff or METRICS_ALLOWED_IPS): {url}metrics", flush=True)
-    if env.get("CONFORMANCE_FIXTURE", "").lower() in {"1", "true", "yes", "on"}:
-        print(f"  Conformance fixture: {url}conformance/", flush=True)
-    print("  Web, worker and beat are running. Press Ctrl-C to stop everything.\n", flush=True)
 
     stopping = False
+    resized = 0
 
     def stop(*_):
         nonlocal stopping
         stopping = True
 
+    def resize(*_):
+        nonlocal resized
+        resized += 1
+
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGWINCH, resize)
+    children, logs = start_children(args, env, connection_plan)
+    screen = Screen(pin=not args.verbose, story_file=log_dir() / "story.log")
     exit_code = 0
     try:
-        while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    print(f"{name} exited with {child.returncode}; stopping the bakery.", flush=True)
-                    exit_code = 1
-                    stopping = True
-            time.sleep(0.5)
+        local_url = f"http://{'127.0.0.1' if serves_room(args.host) else args.host}:{args.port}/"
+        problem = wait_until_ready(children, logs, local_url, lambda: stopping)
+        if problem:
+            print(f"The bakery could not start: {problem}", file=sys.stderr, flush=True)
+            return 1
+        from bakery.timeline.feed import Feed  # it reads models, so only once Django is set up
+
+        feed = Feed()
+        screen.show_banner(banner(args, logs, env, connection_plan, login=facilitator_ensure()))
+        exit_code = follow(children, logs, feed, screen, lambda: stopping, lambda: resized)
     finally:
+        screen.close()
+        db.connections.close_all()
         shutdown(children)
-        engines.stop_embedded_redis() if not os.environ.get("REDIS_URL") else None
+        if not redis_given:
+            engines.stop_embedded_redis()
         engines.stop_embedded_postgres()
         print("The bakery is closed.", flush=True)
     return exit_code
+
+
+def follow(children, logs, feed, screen: Screen, stopping, resized) -> int:
+    """Tell the story until Ctrl-C, or until a process dies (then say which, and where its log is)."""
+    unreachable = False
+    drawn_for = resized()
+    while not stopping():
+        for name, child in children.items():
+            if child.poll() is not None:
+                screen.say(f"{name} exited with {child.returncode}; stopping the bakery.{tail(logs.get(name))}")
+                return 1
+        if resized() != drawn_for:
+            drawn_for = resized()
+            screen.draw()
+        try:
+            for line in feed.poll():
+                screen.say(line)
+            unreachable = False
+        except db.DatabaseError as error:
+            if not unreachable:
+                screen.say(f"(cannot read the timeline right now: {str(error).strip().splitlines()[0]})")
+            unreachable = True
+            db.connections.close_all()
+        time.sleep(POLL_SECONDS)
+    return 0
 
 
 def shutdown(children: dict[str, subprocess.Popen], grace: float = 10) -> None:

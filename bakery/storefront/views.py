@@ -1,4 +1,5 @@
-"""Storefront pages: the catalogue, a cake's page with the tunnel simulator, the kitchen and reset.
+"""Storefront pages: the catalogue, a cake's page with the tunnel simulator, the compare page (the
+same scene on two phones at once), the kitchen and reset.
 
 Plain function views: a full page on a normal request, the named partial when htmx asks
 (``page_or_partial``), so every page also works without JavaScript.
@@ -14,6 +15,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from bakery.http import BakeryRequest, page_or_partial
+from bakery.storefront import compare as scene
 from bakery.storefront.selectors import cakes_on_sale, kitchen_context
 from bakery.timeline.views import timeline_context
 from orders import services
@@ -25,6 +27,16 @@ def cake_list(request: BakeryRequest) -> HttpResponse:
     return render(request, "bakery/cake_list.html", {"cakes": cakes_on_sale()})
 
 
+def _phone_settings() -> dict:
+    """The client timeout and the one retry policy (settings.CLIENT_RETRY_*), handed to a page's phones."""
+    return {
+        "timeout": settings.TUNNEL_CLIENT_TIMEOUT_SECONDS,
+        "retry_base": settings.CLIENT_RETRY_BASE_SECONDS,
+        "retry_cap": settings.CLIENT_RETRY_CAP_SECONDS,
+        "retry_max": settings.CLIENT_RETRY_MAX_ATTEMPTS,
+    }
+
+
 @require_GET
 def cake_detail(request: BakeryRequest, slug: str) -> HttpResponse:
     cake = get_object_or_404(cakes_on_sale(), slug=slug)
@@ -32,20 +44,38 @@ def cake_detail(request: BakeryRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "bakery/cake_detail.html",
-        {
-            "cake": cake,
-            "customer": customer,
-            "simulator": {
-                "timeout": settings.TUNNEL_CLIENT_TIMEOUT_SECONDS,
-                # The one retry policy (settings.CLIENT_RETRY_*), handed to the page's script.
-                "retry_base": settings.CLIENT_RETRY_BASE_SECONDS,
-                "retry_cap": settings.CLIENT_RETRY_CAP_SECONDS,
-                "retry_max": settings.CLIENT_RETRY_MAX_ATTEMPTS,
-            },
-            **kitchen_context(customer),
-            **timeline_context(customer),
-        },
+        {"cake": cake, "customer": customer, "simulator": _phone_settings(),
+         **kitchen_context(customer), **timeline_context(customer)},
     )
+
+
+@require_GET
+def compare(request: BakeryRequest, slug: str) -> HttpResponse:
+    cake = get_object_or_404(cakes_on_sale(), slug=slug)
+    phones = scene.phones_of(request, make=True)
+    for phone in phones:
+        phone.timeline = timeline_context(phone.customer, phone=phone.spec.name)
+    return render(request, "bakery/compare.html", {"cake": cake, "phones": phones, "simulator": _phone_settings()})
+
+
+@require_POST
+def compare_start(request: BakeryRequest) -> HttpResponse:
+    scene.compare_start(phones=scene.phones_of(request, make=True))
+    return HttpResponse(status=204)
+
+
+@require_GET
+def compare_kitchens(request: BakeryRequest) -> HttpResponse:
+    return render(request, "bakery/_compare_kitchens.html", {"phones": scene.phones_of(request)})
+
+
+@require_GET
+def compare_contrast(request: BakeryRequest) -> HttpResponse:
+    """The ending, once both phones have finished (their script asks) and the back office has settled."""
+    phones = scene.phones_of(request)
+    settled = scene.settled(phones)
+    said, meaning = scene.contrast(phones) if settled else ("", "")
+    return render(request, "bakery/_compare_contrast.html", {"settled": settled, "said": said, "meaning": meaning})
 
 
 @require_GET

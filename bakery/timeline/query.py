@@ -1,6 +1,9 @@
-"""The timeline's query: which of a customer's events make up their most recent order intents."""
+"""The timeline's queries: which of a customer's events make up their most recent order intents, and
+for the demo terminal (:mod:`.feed`), the events committed since it last looked and their orders."""
 
 from __future__ import annotations
+
+import uuid
 
 from django.db.models import Q
 
@@ -24,3 +27,45 @@ def timeline_events(*, customer, limit_intents: int = 6) -> tuple[list[Event], d
     }
     events = mine.filter(Q(key__in=keys) | Q(order_id__in=list(order_ids)) | Q(key__in=list(fulfilment)))
     return list(events.order_by("created_at", "id")), fulfilment
+
+
+def events_after(last_id: int, *, also: list[int] = ()) -> list[Event]:
+    """Every event after ``last_id``, and those of ``also`` (ids skipped earlier), in id order."""
+    return list(Event.objects.filter(Q(id__gt=last_id) | Q(id__in=list(also))).order_by("id"))
+
+
+def last_event_id() -> int:
+    return Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def order_of(event: Event) -> Order | None:
+    """The order an event speaks of: its own, the order of a back-office key, or the customer's latest
+    order with the browser's key made before the event (with idempotency off there may be several)."""
+    orders = Order.objects.prefetch_related("items__cake")
+    if event.order_id:
+        return orders.filter(pk=event.order_id).first()
+    if not event.key:
+        return None
+    found = orders.filter(fulfilment_key=event.key).first() if _is_uuid(event.key) else None
+    if found is None and event.customer_id and _is_uuid(event.key):
+        found = (orders.filter(customer_id=event.customer_id, idempotency_key=event.key,
+                               created_at__lte=event.created_at).order_by("-created_at", "-id").first())
+    return found
+
+
+def earlier_order_with_key(order: Order) -> Order | None:
+    """The first order of the same customer with the same browser key, if this one is not it."""
+    if order.idempotency_key is None:
+        return None
+    return (Order.objects.filter(customer_id=order.customer_id, idempotency_key=order.idempotency_key)
+            .exclude(pk=order.pk).filter(Q(created_at__lt=order.created_at) | Q(created_at=order.created_at,
+                                                                                 pk__lt=order.pk))
+            .order_by("created_at", "id").first())
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(str(text))
+    except ValueError:
+        return False
+    return True

@@ -8,6 +8,11 @@ attempt already started, and the Celery steps (sources payment/invoice/email) ha
 they work for. The diagram is drawn server-side from these rows, so what the learner sees is
 what PostgreSQL recorded, not what the page hoped for. The query is :mod:`.query`; every word
 shown is in :mod:`.words`.
+
+After a long drive through the tunnel an intent has many attempts that all went the same way.
+Identical attempts between the first and the last fold into one :class:`Fold` ("Attempts 3–7:
+the layer replayed the stored answer; each answer was lost in the tunnel"), which the page shows
+as a ``<details>`` group that opens on click; the first and the last attempt always stay open.
 """
 
 from __future__ import annotations
@@ -40,12 +45,15 @@ class Row:
     badge: str = ""
     lost: bool = False
     short: str = ""  # the label on a phone, where a lane is 50 px wide
+    words: Words | None = None  # the table entry it was written from: two attempts alike have the same
+
+    folded = False
 
     @classmethod
     def saying(cls, start: int, end: int, at: datetime, said: Words, **values) -> Row:
         """The arrow with ``said``'s words, their ``{fields}`` filled in from ``values``."""
         return cls(start, end, said.label.format(**values), said.said.format(**values), LAB[said.lab], at,
-                   tone=said.tone, badge=said.badge, lost=said.lost, short=said.short.format(**values))
+                   tone=said.tone, badge=said.badge, lost=said.lost, short=said.short.format(**values), words=said)
 
     @property
     def left(self) -> int:
@@ -74,6 +82,22 @@ class Row:
 
 
 @dataclass
+class Fold:
+    """Attempts ``first`` to ``last`` went exactly the same way: one line says how, the rows wait inside."""
+
+    first: int
+    last: int
+    summary: str
+    rows: list[Row]
+
+    folded = True
+
+    @property
+    def at(self) -> datetime:
+        return self.rows[0].at
+
+
+@dataclass
 class Attempt:
     number: int
     started: Event
@@ -93,7 +117,8 @@ class Intent:
     events: list[Event] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     steps: list[Event] = field(default_factory=list)
-    rows: list[Row] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)  # every arrow, in the order it happened
+    entries: list[Row | Fold] = field(default_factory=list)  # the same, identical attempts folded
 
     @property
     def short_key(self) -> str:
@@ -167,7 +192,7 @@ def build_timeline(*, customer, limit_intents: int = 6) -> list[Intent]:
             intent.events.append(event)
     for intent in intents.values():
         intent.events.sort(key=lambda event: (event.created_at, event.id))
-        intent.rows = _rows(intent)
+        intent.rows, intent.entries = _rows(intent)
     return sorted(intents.values(), key=lambda intent: intent.last_at, reverse=True)
 
 
@@ -198,16 +223,48 @@ def _attach(intent: Intent, event: Event) -> None:
                 return
 
 
-def _rows(intent: Intent) -> list[Row]:
-    """Every arrow of the intent in the order it happened (ties keep the order they were made in)."""
-    rows = []
+def _rows(intent: Intent) -> tuple[list[Row], list[Row | Fold]]:
+    """Every arrow of the intent in the order it happened (ties keep the order they were made in),
+    and the same with identical middle attempts folded."""
     starts = [attempt.started.created_at for attempt in intent.attempts]
-    orders_before = 0
+    per_attempt, orders_before = [], 0
     for attempt in intent.attempts:
-        rows += _attempt_rows(intent, attempt, starts, extra_order=orders_before > 0)
+        per_attempt.append(_attempt_rows(intent, attempt, starts, extra_order=orders_before > 0))
         orders_before += attempt.stored is not None
-    rows += [_step_row(step) for step in intent.steps]
-    return sorted(rows, key=lambda row: row.at)  # sorted() is stable
+    steps = [_step_row(step) for step in intent.steps]
+    rows = sorted([row for rows in per_attempt for row in rows] + steps, key=lambda row: row.at)  # stable
+    entries: list[Row | Fold] = list(steps)
+    for first, last in _alike(per_attempt):
+        if first == last:
+            entries += per_attempt[first]
+        else:
+            entries.append(_fold(intent.attempts[first], intent.attempts[last], per_attempt[first:last + 1]))
+    return rows, sorted(entries, key=lambda entry: entry.at)
+
+
+def _alike(per_attempt: list[list[Row]]) -> list[tuple[int, int]]:
+    """Runs of attempts (indexes, inclusive) that went the same way; the first and the last attempt
+    are runs of their own, so the story's beginning and end are never hidden."""
+    def signature(rows: list[Row]):
+        return tuple((row.start, row.end, row.words) for row in rows)
+
+    runs: list[tuple[int, int]] = []
+    for index, rows in enumerate(per_attempt):
+        middle = 0 < index < len(per_attempt) - 1
+        if runs and middle and 0 < runs[-1][0] and signature(per_attempt[runs[-1][0]]) == signature(rows):
+            runs[-1] = (runs[-1][0], index)
+        else:
+            runs.append((index, index))
+    return runs
+
+
+def _fold(first: Attempt, last: Attempt, rows: list[list[Row]]) -> Fold:
+    sample = rows[0]
+    did = words.FOLD_LOST_REQUEST if first.lost_request else words.FOLD_DECISIONS[first.decision.kind]
+    answer = next((words.FOLD_ANSWERS[row.words] for row in sample if row.words in words.FOLD_ANSWERS), "")
+    summary = words.FOLD.format(first=first.number, last=last.number, did=did)
+    return Fold(first.number, last.number, f"{summary}; {answer}" if answer else summary,
+                sorted((row for attempt_rows in rows for row in attempt_rows), key=lambda row: row.at))
 
 
 def _attempt_rows(intent: Intent, attempt: Attempt, starts: list[datetime], *, extra_order: bool) -> list[Row]:
@@ -238,9 +295,8 @@ def _attempt_rows(intent: Intent, attempt: Attempt, starts: list[datetime], *, e
     elif any(start < other < answered_at for other in starts):
         said = words.ANSWER_TOO_LATE  # the browser had given up and retried before this answer came
     else:
-        said = answer._replace(label="{answer}")
-    rows.append(Row.saying(API, BROWSER, answered_at, said._replace(short="{short}"), answer=answer.label,
-                           short=answer.label[:3]))
+        said = answer._replace(label="{answer}", short="{short}")
+    rows.append(Row.saying(API, BROWSER, answered_at, said, answer=answer.label, short=answer.label[:3]))
     return rows
 
 

@@ -96,11 +96,28 @@ ANSWERS = {
     Kind.CONFLICT: Words("409 + Retry-After", said="The browser was told to come back in a moment with the same key."),
     Kind.MISMATCH: Words("422 mismatch", said="The browser was told the key belongs to a different order."),
 }
-ANSWER_LOST = Words("{answer}", lab="break", tone="lost", badge="response lost", lost=True,
+ANSWER_LOST = Words("{answer}", short="{short}", lab="break", tone="lost", badge="response lost", lost=True,
                     said="The bakery answered, but the answer was lost in the tunnel. The phone "
                          "cannot tell whether the order went through.")
-ANSWER_TOO_LATE = Words("{answer}", lab="slow", tone="lost", badge="too late", lost=True,
+ANSWER_TOO_LATE = Words("{answer}", short="{short}", lab="slow", tone="lost", badge="too late", lost=True,
                         said="The answer came back, but the browser had already given up waiting and retried.")
+
+# Identical attempts between the first and the last fold into one line:
+# "Attempts 3–7: the layer replayed the stored answer; each answer was lost in the tunnel".
+FOLD = "Attempts {first}–{last}: {did}"
+FOLD_DECISIONS = {
+    Kind.NEW: "the layer took each as a new key",
+    Kind.REPLAY: "the layer replayed the stored answer",
+    Kind.CONFLICT: "the first attempt still held the key, so each got 409 and was told to come back",
+    Kind.MISMATCH: "each was refused: the key belongs to a different order",
+    Kind.UNGUARDED: "idempotency was off, so each one baked another order",
+    Kind.REJECTED: "the API refused each as a bad request",
+}
+FOLD_LOST_REQUEST = "each request was lost in the tunnel before it reached the bakery"
+FOLD_ANSWERS = {
+    ANSWER_LOST: "each answer was lost in the tunnel",
+    ANSWER_TOO_LATE: "each answer came after the phone had given up",
+}
 
 # The Celery steps. {name} is the step's source (payment, invoice, email).
 STEP_ROWS = {
@@ -137,4 +154,26 @@ SUMMARIES = {
     "replayed": "{attempts} attempts, one order: the idempotency layer replayed the answer {replays}×.",
     "one order": "{attempts} attempt{s}, one order.",
     "nothing yet": "{attempts} attempt{s}, nothing baked yet.",
+}
+
+# --- The demo terminal (bakery/timeline/feed.py): one line for each thing a person cares about. --
+# {who} is the order ("#58") or, before there is one, the key ("key 1a2b3c4d"); {step} is the
+# back-office step (payment, invoice, email).
+FEED_FULFILLED = "{who} {items}: placed → paid → invoiced → notified ({seconds:.1f} s)"
+FEED_ITEM = "{name} ×{quantity}"
+FEED_BAKED_AGAIN = "{who} baked again for the key of {first}: idempotency is off"
+FEED_DECLINED = "{who} payment declined ({reason})"
+FEED_PROVIDER_DEDUPE = "{who} payment step: duplicate charge refused by the provider, the first one stands"
+FEED = {
+    ("api", Kind.REPLAY): "{who} replayed to a retry",
+    ("api", Kind.CONFLICT): "{who} still being baked when a retry came: 409, come back in a moment",
+    ("api", Kind.MISMATCH): "{who}: the key came back with a different order ({fields}): 422",
+    ("api", Kind.REJECTED): "a request was refused: {reason}",
+    ("api", Kind.RELEASED): "{who}: the order failed and rolled back, so the key is free again",
+    ("tunnel", Kind.LOST_RESPONSE): "{who} answer lost in the tunnel",
+    ("tunnel", Kind.LOST_REQUEST): "{who}: request lost in the tunnel, nothing baked",
+    ("step", Kind.DEDUPE): "{who} {step} step: duplicate delivery skipped",
+    ("step", Kind.RETRY): "{who} {step} step will retry: {reason}",
+    ("step", Kind.FAILED): "{who} {step} step failed: {reason}",
+    ("step", Kind.RESUMED): "{who} {step} step resumed by the completer, {quiet} s without a sign of life",
 }

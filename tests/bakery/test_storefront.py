@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 import xml.dom.minidom
 
@@ -144,3 +145,41 @@ def test_timeline_shows_a_lost_request_without_a_replay(customer_client, cake, i
 
     [intent] = build_timeline(customer=Customer.objects.get(pk=customer_client.customer_id))
     assert intent.attempts[0].lost_request and intent.orders == 1 and intent.replays == 0
+
+
+def test_seven_attempts_fold_the_identical_middle_into_one_group_that_opens(customer_client, cake, instant_tunnel):
+    """Seven attempts through a tunnel that lasts: the first is new, 2-6 replay and lose their answer
+    exactly alike, the seventh comes out of the tunnel. The middle folds; the ends stay unfolded."""
+    key = uuid.uuid4()
+    for _ in range(6):
+        assert customer_client.order(key, headers={"X-Bakery-Tunnel": "response-lost"}).status_code == 201
+    assert customer_client.order(key).headers["Idempotent-Replayed"] == "true"
+
+    [intent] = build_timeline(customer=Customer.objects.get(pk=customer_client.customer_id))
+    assert len(intent.attempts) == 7
+    folds = [entry for entry in intent.entries if entry.folded]
+    assert [(fold.first, fold.last) for fold in folds] == [(2, 6)]
+    assert folds[0].summary == ("Attempts 2–6: the layer replayed the stored answer; "
+                                "each answer was lost in the tunnel")
+    assert len(folds[0].rows) == 5 * 3  # each: arrived, replayed, answer lost; all still there, inside
+    unfolded = [entry.label for entry in intent.entries if not entry.folded]
+    assert "attempt 1: POST /api/orders/" in unfolded and "attempt 7: POST /api/orders/" in unfolded
+
+    html = customer_client.get("/timeline/").content.decode()
+    assert html.count("<details") == 1
+    assert re.search(r'<details class="fold"[^>]*data-attempts="2-6"[^>]*>\s*<summary[^>]*>.*Attempts 2–6: the layer '
+                     r"replayed the stored answer; each answer was lost in the tunnel", html, re.S)
+    assert "<details open" not in html  # folded until the reader opens it
+
+
+def test_different_attempts_do_not_fold(customer_client, cake, instant_tunnel):
+    """Lost, lost, then a request that got its answer: nothing in the middle is alike enough to fold."""
+    key = uuid.uuid4()
+    customer_client.order(key, headers={"X-Bakery-Tunnel": "request-lost"})
+    customer_client.order(key, headers={"X-Bakery-Tunnel": "response-lost"})
+    customer_client.order(key, headers={"X-Bakery-Tunnel": "response-lost"})
+    customer_client.order(key)
+
+    [intent] = build_timeline(customer=Customer.objects.get(pk=customer_client.customer_id))
+    assert len(intent.attempts) == 4
+    assert not [entry for entry in intent.entries if entry.folded]  # 2 is new, 3 a replay: not alike

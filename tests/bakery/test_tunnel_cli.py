@@ -7,6 +7,7 @@ that matters: client timeout (1 s) < tunnel hold (1.5 s) and < slow bakery (2 s)
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 
@@ -130,3 +131,29 @@ def test_a_room_of_learners_each_gets_exactly_one_cake(live_server, room_worker,
     counts = fulfilled_per_customer()
     assert len(counts) == participants
     assert set(counts.values()) == {(1, 1, 1)}
+
+
+def test_a_tunnel_three_attempts_long_then_the_open_road(live_server, room_worker, cake, short_tunnel):
+    code, output = run_cli(live_server.url, "--mode", "response-lost", "--tunnel-length", "3", "--idempotency", "on",
+                           "--retries", "4", "--expect", "one")
+    assert code == 0, output
+    assert "Tunnel scenario: response-lost for 3 attempts" in output
+    attempts = re.findall(r"^  \+ *\d+\.\d\d s  attempt .*$", output, re.M)
+    assert "attempt 1 through the tunnel (response-lost)" in attempts[0] and "gave up" in attempts[0]
+    for line in attempts[1:3]:
+        assert "retry in the tunnel (response-lost)" in line and "gave up" in line, output
+    assert "retry, same key" in attempts[3] and "replayed: no new cake" in attempts[3]
+    assert len(attempts) == 4
+    assert list(fulfilled_per_customer().values()) == [(1, 1, 1)]
+
+
+def test_a_tunnel_until_switched_off_never_lets_an_answer_out(live_server, room_worker, cake, short_tunnel):
+    """The bakery baked once at the first attempt; the phone, never out of the tunnel, never knew."""
+    code, output = run_cli(live_server.url, "--mode", "response-lost", "--tunnel-length", "forever",
+                           "--idempotency", "on", "--retries", "2")
+    assert code == 0, output
+    assert "response-lost until switched off" in output
+    attempts = re.findall(r"^  \+ *\d+\.\d\d s  attempt .*$", output, re.M)
+    assert len(attempts) == 3 and all("gave up" in line for line in attempts), output
+    assert "timeout timeout timeout" in output
+    assert list(fulfilled_per_customer().values()) == [(1, 1, 1)]

@@ -40,10 +40,12 @@ def key_on_page(page) -> str:
     return page.locator("#key-short").get_attribute("data-key")
 
 
-def into_tunnel(page, mode, *, auto_retry):
+def into_tunnel(page, mode, *, auto_retry, length=None):
     page.get_by_role("switch", name="Retry automatically").set_checked(auto_retry)
     page.get_by_role("switch", name="Lose connectivity").check()
     page.get_by_label(mode, exact=True).check()
+    if length:
+        page.get_by_label(length, exact=True).check()
 
 
 def lost_then_manual_retry(page, mode):
@@ -120,7 +122,7 @@ def test_request_lost_then_retry_needs_no_replay(shop, open_page):
 
 def test_reload_while_retrying_keeps_one_key_and_one_cake(shop, open_page):
     page = visit(open_page(), shop)
-    into_tunnel(page, "Response lost", auto_retry=True)
+    into_tunnel(page, "Response lost", auto_retry=True, length="Until I switch it off")
     key = key_on_page(page)
     page.get_by_role("button", name="Place order").click()
     expect(page.locator("#countdown")).to_be_visible()
@@ -138,6 +140,56 @@ def test_reload_while_retrying_keeps_one_key_and_one_cake(shop, open_page):
     assert set(Event.objects.filter(source__in=["api", "tunnel", "order"]).values_list("key", flat=True)) == {key}
 
 
+@pytest.mark.parametrize("idempotency, made", [(True, 1), (False, 2)], ids=["idempotency-on", "idempotency-off"])
+def test_one_press_in_the_default_tunnel_plays_the_whole_scene(shop, open_page, idempotency, made):
+    """The talk's scene by itself: the first answer is lost, the retry comes out of the tunnel, the phone
+    shows the confirmed order. Nothing is touched but "Lose connectivity" (and the Idempotency switch)."""
+    page = visit(open_page(), shop)
+    if not idempotency:
+        page.get_by_role("switch", name="Idempotency").uncheck()
+        expect(page.get_by_role("status")).to_contain_text("Idempotency is off")
+    expect(page.get_by_label("For 1 attempt", exact=True)).to_be_checked()  # the defaults
+    expect(page.get_by_label("Response lost", exact=True)).to_be_checked()
+    expect(page.get_by_role("switch", name="Retry automatically")).to_be_checked()
+
+    page.get_by_role("switch", name="Lose connectivity").check()
+    page.get_by_role("button", name="Place order").click()
+
+    expect(page.get_by_role("status")).to_contain_text("confirmed", timeout=15_000)
+    attempts = page.locator("#attempts li")
+    expect(attempts).to_have_count(2)
+    expect(attempts.nth(0)).to_contain_text("in the tunnel (Response lost) · no answer")
+    expect(attempts.nth(1)).to_contain_text(f"open road · 201 {'replayed' if idempotency else 'created'}")
+    expect_kitchen(page, made, made, made)
+    expect(page.locator("#timeline .step", has_text="invoice issued")).to_have_count(made, timeout=SETTLE)
+    assert Order.objects.count() == made and Charge.objects.count() == made and Invoice.objects.count() == made
+    assert page.get_by_role("switch", name="Lose connectivity").is_checked()  # still on for the next order
+
+
+def test_three_attempts_in_the_tunnel_fold_into_one_group_that_opens_and_stays_open(shop, open_page):
+    page = visit(open_page(), shop)
+    into_tunnel(page, "Response lost", auto_retry=True, length="For 3 attempts")
+    page.get_by_role("button", name="Place order").click()
+
+    expect(page.get_by_role("status")).to_contain_text("confirmed", timeout=20_000)
+    tunnels = [item.get_attribute("data-tunnel") for item in page.locator("#attempts li").all()]
+    assert tunnels == ["in", "in", "in", "out"]
+    expect_kitchen(page, 1, 1, 1)
+    fold = page.locator("#timeline details.fold")
+    expect(fold).to_have_count(1)
+    expect(fold.locator("summary")).to_contain_text(
+        "Attempts 2–3: the layer replayed the stored answer; each answer was lost in the tunnel")
+    inside = fold.locator(".step[data-badge='replay']")
+    expect(inside.first).to_be_hidden()
+
+    fold.locator("summary").click()
+    expect(inside).to_have_count(2)
+    expect(inside.first).to_be_visible()
+    page.wait_for_timeout(2_500)  # the timeline polls every 2 s: a fresh copy keeps the group open
+    expect(page.locator("#timeline details.fold")).to_have_attribute("open", "")
+    expect(page.locator("#timeline details.fold .step[data-badge='replay']").first).to_be_visible()
+
+
 CONTROLS = [
     ("textbox", "Quantity"),
     ("textbox", "Note (optional)"),
@@ -146,6 +198,9 @@ CONTROLS = [
     ("radio", "Request lost"),
     ("radio", "Response lost"),
     ("radio", "Slow bakery"),
+    ("radio", "For 1 attempt"),
+    ("radio", "For 3 attempts"),
+    ("radio", "Until I switch it off"),
     ("switch", "Retry automatically"),
     ("switch", "Idempotency"),
     ("button", "Reset my bakery"),

@@ -4,8 +4,10 @@ One learner (or ``--participants K`` learners at once, each with its own cookie 
 customer) does what a phone in a tunnel does:
 
 1. ``GET /api/me/`` for the csrftoken cookie, ``PATCH /api/me/`` for the switch (and the session);
-2. attempt 1 of one order intent goes *through the tunnel* (header ``X-Bakery-Tunnel``) and is
-   really aborted when the client timeout fires, exactly like the browser's fetch timeout;
+2. the first attempts of one order intent go *through the tunnel* (header ``X-Bakery-Tunnel``) and
+   are really aborted when the client timeout fires, exactly like the browser's fetch timeout.
+   ``--tunnel-length`` says how many, as the simulator page's choice does: ``1`` (the default), ``3``,
+   or ``forever`` (every attempt: the learner never drives out);
 3. up to ``--retries`` retries with the same Idempotency-Key, with the simulator page's retry policy
    (``CLIENT_RETRY_*``: exponential backoff with jitter), honouring ``409 Retry-After``;
 4. it waits for the back office (payment, invoice, email) and counts cakes, charges and invoices.
@@ -29,6 +31,8 @@ from bakery.client import OrderClient, RetryPolicy, is_replay, order_body, perce
 from bakery.storefront.tunnel import HEADER, MODES, SLOW
 
 SETTLED = {"notified", "payment_failed"}
+# The tunnel's length in attempts, as on the simulator page; None: until it is switched off.
+TUNNEL_LENGTHS = {"1": 1, "3": 3, "forever": None}
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class Scenario:
     url: str
     mode: str
     idempotency: bool
+    tunnel_length: int | None
     retries: int
     timeout: float
     backoff: RetryPolicy
@@ -43,6 +48,15 @@ class Scenario:
     server_hold: float
     cake: str
     expect: str | None
+
+    def in_tunnel(self, attempt: int) -> bool:
+        return self.tunnel_length is None or attempt <= self.tunnel_length
+
+    @property
+    def tunnel_words(self) -> str:
+        if self.tunnel_length is None:
+            return "until switched off"
+        return f"for {self.tunnel_length} attempt{'s' if self.tunnel_length != 1 else ''}"
 
 
 @dataclass
@@ -121,7 +135,7 @@ async def place_order(client: OrderClient, learner: Learner, scenario: Scenario,
     body = order_body(scenario.cake, note=f"tunnel CLI, learner {learner.number}")
     start = learner.began = time.monotonic()
     for number in range(1, scenario.retries + 2):
-        tunnel = number == 1
+        tunnel = scenario.in_tunnel(number)
         began = time.monotonic()
         attempt = Attempt(number, began - start, tunnel, "")
         retry_after = None
@@ -141,9 +155,9 @@ async def place_order(client: OrderClient, learner: Learner, scenario: Scenario,
                 retry_after = retry_after_seconds(response.headers)
         attempt.seconds = time.monotonic() - began
         learner.attempts.append(attempt)
-        say(learner, f"+{attempt.started:5.2f} s  attempt {number} "
-                     f"{'through the tunnel (' + scenario.mode + ')' if tunnel else 'retry, same key':<32} "
-                     f"{attempt.outcome}")
+        where = f"through the tunnel ({scenario.mode})" if number == 1 else (
+            f"retry in the tunnel ({scenario.mode})" if tunnel else "retry, same key")
+        say(learner, f"+{attempt.started:5.2f} s  attempt {number} {where:<32} {attempt.outcome}")
         if attempt.status is not None and 200 <= attempt.status < 300:
             learner.answered_after = time.monotonic() - start
             return
@@ -211,6 +225,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--mode", required=True, choices=MODES, help="What the tunnel does to attempt 1.")
+        parser.add_argument("--tunnel-length", choices=list(TUNNEL_LENGTHS), default="1",
+                            help="How many attempts go through the tunnel: 1 (default), 3, or forever.")
         parser.add_argument("--idempotency", choices=["on", "off"], default="on", help="The learner's switch.")
         parser.add_argument("--retries", type=int, default=settings.CLIENT_RETRY_MAX_ATTEMPTS,
                             help="Retries after attempt 1, same key (default CLIENT_RETRY_MAX_ATTEMPTS).")
@@ -236,6 +252,7 @@ class Command(BaseCommand):
             raise CommandError("--participants must be at least 1 and --retries at least 0.")
         scenario = Scenario(
             url=options["url"].rstrip("/") + "/", mode=options["mode"], idempotency=options["idempotency"] == "on",
+            tunnel_length=TUNNEL_LENGTHS[options["tunnel_length"]],
             retries=options["retries"], timeout=options["timeout"],
             backoff=RetryPolicy.from_settings(base=options["backoff"]),
             settle=options["settle"], server_hold=options["server_hold"], cake=options["cake"],
@@ -244,7 +261,8 @@ class Command(BaseCommand):
         participants = options["participants"]
         solo = participants == 1
         self.stdout.write(
-            f"Tunnel scenario: {scenario.mode}, idempotency {options['idempotency']}, up to {scenario.retries} "
+            f"Tunnel scenario: {scenario.mode} {scenario.tunnel_words}, idempotency {options['idempotency']}, "
+            f"up to {scenario.retries} "
             f"retries, client timeout {scenario.timeout:g} s, {participants} learner{'s' * (not solo)} "
             f"against {scenario.url}"
         )

@@ -4,8 +4,9 @@
 (tests/conftest.py) all use it, so the customer cookie, the CSRF header, the key header and the retry policy
 are written once:
 
-* a client is a customer with a cookie jar: ``GET /api/me/`` gives the customer's and the
-  ``csrftoken`` cookies, and every write sends the token back in ``X-CSRFToken``;
+* a client is a customer with a cookie jar: ``GET /api/me/`` gives the ``csrftoken`` cookie, the
+  first write makes it a customer (its ``bakery_customer`` cookie), and every write sends the token
+  in ``X-CSRFToken``;
 * one ``Idempotency-Key`` per order intent, the same on every retry;
 * retries follow :class:`RetryPolicy`, declared in settings (``CLIENT_RETRY_*``) and handed to the
   simulator page too, and honour a ``409``'s ``Retry-After``.
@@ -97,15 +98,16 @@ class OrderClient:
                                       headers={"Accept": "application/json"})
 
     async def start(self, *, idempotency: bool | None = None, login_path: str | None = None) -> dict:
-        """Become a customer (its cookie and the csrftoken cookie); log in or set the idempotency switch if asked."""
-        me = (await self.http.get(ME_PATH)).raise_for_status().json()
-        self.customer_id, self.label = me["customer"], me["label"]
+        """Become a customer: ``GET /api/me/`` gives the csrftoken cookie (reading creates nothing),
+        then the first write, setting the idempotency switch (on unless asked otherwise), makes this
+        client a customer. Logs in first when ``login_path`` is given."""
+        (await self.http.get(ME_PATH)).raise_for_status()
         if login_path:
             (await self.http.post(login_path, headers=order_headers(self.csrf_token))).raise_for_status()
-        if idempotency is not None and idempotency != me["idempotency"]:
-            switched = await self.http.patch(ME_PATH, json={"idempotency": idempotency},
-                                             headers=order_headers(self.csrf_token))
-            me = switched.raise_for_status().json()
+        switched = await self.http.patch(ME_PATH, json={"idempotency": idempotency is not False},
+                                         headers=order_headers(self.csrf_token))
+        me = switched.raise_for_status().json()
+        self.customer_id, self.label = me["customer"], me["label"]
         return me
 
     @property

@@ -12,9 +12,10 @@ Idempotency-Key draft. It drives a small fixture whose handlers count their own 
 
 The counter lives in Redis, one per session customer, so every gunicorn process counts the same
 invocations and two runs never count each other's. The routes are session customers with CSRF
-like every other write (a runner first calls ``GET /api/me/``). They are served under
-``/conformance/`` only with ``CONFORMANCE_FIXTURE=1`` (bakery/urls.py). ``fixture_urls`` builds
-them around any guard, so the conformance run puts the peer packages on the very same handlers.
+like every other write (a runner first calls ``GET /api/me/``, then ``PATCH /api/me/`` to become
+one). They are served under ``/conformance/`` only with ``CONFORMANCE_FIXTURE=1`` (bakery/urls.py).
+``fixture_urls`` builds them around any guard, so the conformance run puts the peer packages on
+the very same handlers.
 """
 
 from __future__ import annotations

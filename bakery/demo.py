@@ -28,7 +28,8 @@ import httpx
 from django import db
 
 from bakery import connections, engines
-from bakery.management.commands.load_initial_data import ADMIN_PASSWORD, ADMIN_USERNAME
+from bakery.env import env_bool
+from bakery.facilitator import Login, facilitator_ensure
 from bakery.workshop.qr import qr_terminal
 
 READY_TIMEOUT = 120  # seconds for web, worker and beat to answer after start-up
@@ -164,7 +165,28 @@ def tail(path: Path | None, lines: int = 15) -> str:
     return f"\nThe last lines of {path}:\n" + "\n".join(f"  {line}" for line in last)
 
 
-def banner(args, logs: dict[str, Path], env: dict, plan: connections.Plan) -> list[str]:
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def debug_refusal(host: str) -> str | None:
+    """DEBUG pages show settings, tracebacks and SQL to whoever asks: never to a room."""
+    if host not in LOOPBACK and env_bool("DEBUG", False):
+        return (f"Refusing to serve {host} with DEBUG on: every learner on the network could read the bakery's "
+                "settings and tracebacks. Unset DEBUG (or set DEBUG=false) to serve the room, or keep "
+                "HOST=127.0.0.1 to debug on this machine.")
+    return None
+
+
+def facilitator_shown(login: Login | None) -> str:
+    """The facilitator's login as this terminal alone shows it (the password is this install's own)."""
+    if login is None or login.password is None:
+        return ("password changed in the admin; `.venv/bin/python manage.py facilitator_password --reset` "
+                "makes a new one")
+    return (f"user {login.username!r}  password {login.password!r}  (this install's own; "
+            "`manage.py facilitator_password` prints it again)")
+
+
+def banner(args, logs: dict[str, Path], env: dict, plan: connections.Plan, login: Login | None = None) -> list[str]:
     shown_host = lan_address() if serves_room(args.host) else args.host
     url = f"http://{shown_host or '127.0.0.1'}:{args.port}/"
     lines = ["", f"  Freed's Bakery is open at {url}"]
@@ -172,7 +194,7 @@ def banner(args, logs: dict[str, Path], env: dict, plan: connections.Plan) -> li
         lines.append(f"  Learners: scan this or open {url} on the room's Wi-Fi")
         lines += qr_terminal(url).rstrip("\n").splitlines()
         lines.append(f"  Facilitator dashboard: {url}workshop/ (staff login)")
-    lines.append(f"  Facilitator login: {url}admin/  user {ADMIN_USERNAME!r}  password {ADMIN_PASSWORD!r}")
+    lines.append(f"  Facilitator login: {url}admin/  {facilitator_shown(login)}")
     lines.append(f"  PostgreSQL connections: at most {plan.peak} of the {plan.allowed} available "
                  f"({args.web_workers} web workers x {plan.web_pool} pooled).")
     lines.append(f"  Metrics (staff or METRICS_ALLOWED_IPS): {url}metrics")
@@ -252,6 +274,10 @@ def main(argv=None) -> int:
     parser.add_argument("--verbose", action="store_true",
                         help="show web, worker and beat output here instead of in their log files")
     args = parser.parse_args(argv)
+    refusal = debug_refusal(args.host)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     if not engines.port_is_free(args.port, args.host):
         print(f"Port {args.port} on {args.host} is already in use (another bakery?). "
               f"Pick another one: make demo PORT={args.port + 1}", file=sys.stderr)
@@ -259,9 +285,8 @@ def main(argv=None) -> int:
 
     print("Starting Freed's Bakery: PostgreSQL, Redis, then web, worker and beat…", flush=True)
     redis_given = bool(os.environ.get("REDIS_URL"))
+    engines.start()  # PostgreSQL, Redis and this install's SECRET_KEY, into the environment
     env = dict(os.environ)
-    env["DATABASE_URL"] = engines.database_url()
-    env["REDIS_URL"] = engines.redis_url()
     hosts = served_hosts(args.host)
     env.setdefault("ALLOWED_HOSTS", ",".join(hosts + ["testserver"]))
     env.setdefault("CSRF_TRUSTED_ORIGINS", ",".join(f"http://{h}:{args.port}" for h in hosts))
@@ -317,7 +342,7 @@ def main(argv=None) -> int:
         from bakery.timeline.feed import Feed  # it reads models, so only once Django is set up
 
         feed = Feed()
-        screen.show_banner(banner(args, logs, env, connection_plan))
+        screen.show_banner(banner(args, logs, env, connection_plan, login=facilitator_ensure()))
         exit_code = follow(children, logs, feed, screen, lambda: stopping, lambda: resized)
     finally:
         screen.close()

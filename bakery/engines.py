@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+from bakery import secret_files
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATABASE_NAME = "bakery"
 
@@ -52,9 +54,12 @@ def _engine_lock(name: str):
 def start() -> None:
     """Make sure this process has its engines: start (or join) the embedded ones unless
     ``DATABASE_URL`` / ``REDIS_URL`` already name servers, and put their URLs in the environment,
-    where settings read them."""
+    where settings read them. Without ``SECRET_KEY`` there, this install's own key goes there too
+    (made in the data folder on the first start: bakery/secret_files.py)."""
     os.environ["DATABASE_URL"] = database_url()
     os.environ["REDIS_URL"] = redis_url()
+    if not os.environ.get("SECRET_KEY"):
+        os.environ["SECRET_KEY"] = secret_files.secret_key(data_dir())
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------

@@ -7,27 +7,19 @@ laptop without services still runs the real thing.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from bakery import connections
+from bakery.env import env_bool, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-
-def env_bool(name: str, default: bool) -> bool:
-    return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_list(name: str, default: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
-
-
 DEBUG = env_bool("DEBUG", False)
-# The insecure default only serves the demo and the tests; docker compose and production set one.
-SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-freeds-bakery-not-for-production")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
@@ -40,15 +32,20 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
+    "axes",
     "bakery",
     "orders",
     "payments",
 ]
 
 MIDDLEWARE = [
+    "orders.problems.ApiProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "bakery.cookies.SessionCookieGuard",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -58,6 +55,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "orders.customers.CustomerMiddleware",
     "bakery.storefront.tunnel.TunnelMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "bakery.urls"
@@ -120,6 +118,12 @@ DATABASES = {
 }
 
 REDIS_URL = env_required("REDIS_URL")
+
+# From the environment: docker compose reads it from .env; otherwise the entry point puts this
+# install's own there (made on the first start in the data folder, mode 0600). Never a value
+# from the repository.
+SECRET_KEY = env_required("SECRET_KEY")
+
 CACHES = {
     "default": {
         # A dead Redis is a cache miss, not an error: taking orders never depends on it (bakery/cache.py).
@@ -139,6 +143,43 @@ SESSION_COOKIE_AGE = 60 * 60 * 24 * 14
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+
+# --- Admin login throttle (django-axes) -------------------------------------------------------
+# After AXES_FAILURE_LIMIT wrong passwords for one user name from one address, that pair is
+# refused (429) for AXES_COOLOFF_TIME. Keyed by name *and* address, so a learner hammering
+# "admin" locks only themselves out, never the facilitator on their own machine.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", 5))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("AXES_COOLOFF_MINUTES", 15)))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin_locked.html"
+AXES_VERBOSE = False
+
+# --- Browser security headers ------------------------------------------------------------------
+# X-Frame-Options DENY, nosniff, Referrer-Policy same-origin and HttpOnly/SameSite session
+# cookies are Django's defaults. The Content-Security-Policy allows scripts from this origin
+# only: no inline script, no event-handler attribute, no CDN. Styles may be inline (the
+# timeline positions its rows with style attributes; Swagger UI ships a <style> block).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+# A CSRF failure on an API path answers problem+json like the rest of the API.
+CSRF_FAILURE_VIEW = "orders.problems.csrf_failure"
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"
@@ -177,8 +218,19 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
+    # JSON only, checked for what PostgreSQL can store (orders/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["orders.parsers.StorableJSONParser"],
     "EXCEPTION_HANDLER": "orders.problems.problem_exception_handler",
+    # The bakery faces clients directly (gunicorn, no proxy in front): X-Forwarded-For is the
+    # client's own claim, so throttles key on the connection's address.
+    "NUM_PROXIES": 0,
 }
+
+# Orders one customer may place (POST /api/orders/, retries included): "N/sec|min|hour|day", or
+# "off". Over either: 429 problem+json with Retry-After (orders/throttles.py). The burst rate
+# keeps one script's hundred-at-once from filling every web thread.
+ORDER_THROTTLE_RATE = os.environ.get("ORDER_THROTTLE_RATE", "60/min")
+ORDER_BURST_RATE = os.environ.get("ORDER_BURST_RATE", "10/sec")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Freed's Bakery order API",
@@ -189,6 +241,10 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from this origin (drf-spectacular-sidecar): works offline, runs no CDN's script.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Idempotency ------------------------------------------------------------------------------
@@ -231,6 +287,9 @@ TUNNEL_CLIENT_TIMEOUT_SECONDS = float(os.environ.get("TUNNEL_CLIENT_TIMEOUT_SECO
 # ...so the tunnel holds a lost answer longer than that, and the slow bakery is slower than that.
 TUNNEL_HOLD_SECONDS = float(os.environ.get("TUNNEL_HOLD_SECONDS", 5))
 TUNNEL_SLOW_SECONDS = float(os.environ.get("TUNNEL_SLOW_SECONDS", 4))
+# Each held request holds a web thread: one customer may have at most this many in the tunnel at
+# once (browser retries overlap by two at most); past it the tunnel answers 429 at once.
+TUNNEL_MAX_HOLDS = int(os.environ.get("TUNNEL_MAX_HOLDS", 3))
 
 # --- How a client retries an order (the simulator page and `manage.py tunnel`) --------------
 # Exponential backoff with "equal jitter": retry n waits between half and all of

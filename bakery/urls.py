@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from bakery import monitoring
 from bakery.guide.views import doc_page
@@ -21,7 +21,7 @@ urlpatterns = [
     path("api/orders/<int:pk>/", api.OrderDetail.as_view(), name="api-order-detail"),
     path("api/problems/", problem_catalogue, name="api-problems"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
     path("metrics", monitoring.metrics, name="metrics"),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse
 from django.middleware.csrf import get_token
+from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -14,10 +15,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orders import selectors, services
-from orders.customers import acting_customer
+from orders.customers import acting_customer, known_customer
 from orders.idempotent import idempotent, uuid_key
 from orders.problems import VALID_KEY_HINT, ProblemError
 from orders.serializers import OrderInSerializer, OrderSerializer, PlacedOrderSerializer
+from orders.throttles import OrderBurstThrottle, OrderRateThrottle
 
 ORDER_SCOPE = "orders.create"
 # The order API's key policy: a UUID, bare or as an sf-string ("…").
@@ -35,6 +37,12 @@ class CustomerSessionAuthentication(SessionAuthentication):
         read_body(request)  # the CSRF check reads the body, so the size limit comes first
         self.enforce_csrf(request)
         return (request._request.user, None)
+
+
+class CustomerSessionScheme(SessionScheme):
+    """The OpenAPI schema describes the customer's session cookie as DRF's session scheme would."""
+
+    target_class = CustomerSessionAuthentication
 
 
 class CustomerAPIView(APIView):
@@ -67,9 +75,11 @@ def _problem_response(description: str):
 
 
 class OrderListCreate(CustomerAPIView):
+    throttle_classes = [OrderBurstThrottle, OrderRateThrottle]  # they count POSTs only
+
     @extend_schema(responses=OrderSerializer(many=True), summary="This customer's orders, newest first")
     def get(self, request):
-        orders = selectors.order_list(customer=request.customer)
+        orders = selectors.order_list(customer=known_customer(request._request))
         return Response(OrderSerializer(orders, many=True).data)
 
     @extend_schema(
@@ -91,6 +101,9 @@ class OrderListCreate(CustomerAPIView):
                                    "(IDEMPOTENCY_WAIT_SECONDS); retry after the `Retry-After` seconds"),
             413: _problem_response("Body over 64 KiB"),
             422: _problem_response("The key was used before with a different body; `fields` names what differs"),
+            429: _problem_response("More orders than ORDER_BURST_RATE or ORDER_THROTTLE_RATE from this customer, "
+                                   "or more requests held in the tunnel than TUNNEL_MAX_HOLDS; retry after "
+                                   "`Retry-After` seconds"),
         },
     )
     @idempotent(scope=ORDER_SCOPE, key=ORDER_KEY, fingerprint=lambda request: order_fingerprint_source(request.data),
@@ -134,24 +147,33 @@ class OrderDetail(CustomerAPIView):
     @extend_schema(responses={200: OrderSerializer, 404: _problem_response("No such order for this customer")},
                    summary="One of this customer's orders, with its payment, invoice and emails")
     def get(self, request, pk: int):
-        order = selectors.order_get(customer=request.customer, order_id=pk)
+        order = selectors.order_get(customer=known_customer(request._request), order_id=pk)
         if order is None:
             raise ProblemError("not-found", f"You have no order #{pk}.")
         return Response(OrderSerializer(order).data)
 
 
-MeSerializer = inline_serializer("Me", {"customer": serializers.UUIDField(), "label": serializers.CharField(),
+MeSerializer = inline_serializer("Me", {"customer": serializers.UUIDField(allow_null=True),
+                                        "label": serializers.CharField(),
                                         "idempotency": serializers.BooleanField()})
 MePatchSerializer = inline_serializer("MePatch", {"idempotency": serializers.BooleanField()})
 
 
 class Me(CustomerAPIView):
-    """Who am I? Sets the session and csrftoken cookies a script needs for writes."""
+    """Who am I? Sets the csrftoken cookie a script needs for writes.
 
-    @extend_schema(responses=MeSerializer, summary="This browser's customer and its idempotency switch")
+    Reading creates nothing: a visitor is ``{"customer": null}`` until its first write (an order
+    or this switch) makes it a customer and sets the session cookie.
+    """
+
+    @extend_schema(responses=MeSerializer, summary="This browser's customer (null until its first write) "
+                                                   "and its idempotency switch")
     def get(self, request):
         get_token(request._request)  # sets the csrftoken cookie
-        return Response(self._as_json(request.customer))
+        customer = known_customer(request._request)
+        if customer is None:
+            return Response({"customer": None, "label": "", "idempotency": True})
+        return Response(self._as_json(customer))
 
     @extend_schema(request=MePatchSerializer, responses=MeSerializer,
                    summary="Turn idempotency off to reproduce the tunnel bug (this customer only)")

@@ -4,7 +4,12 @@ The cookie holds the customer's id and its idempotency switch, signed with SECRE
 signed cookies: an HMAC, salted for this use, timestamped and refused after COOKIE_AGE). So the
 order API knows who is asking, and whether the switch is on, without a query and without Redis:
 :func:`acting_customer`. ``request.customer`` is the whole Customer row, read (or created, with
-its cookie) only when a view asks for it.
+its cookie) only when a view that writes asks for it.
+
+A visitor becomes a customer when it first does something: orders, flips its idempotency switch,
+or opens a cake page (the tunnel simulator). Reads (``GET /api/me/``, the kitchen, the timeline,
+an invoice) look the customer up with :func:`known_customer` and create nothing, so a flood of
+cookie-less requests leaves no rows behind and nothing on the workshop dashboard.
 
 What the cookie gives up against a server-side session: it cannot be revoked before it expires,
 and its owner can read it (an id and a switch, nothing secret). It grants a cake customer's
@@ -86,6 +91,32 @@ def acting_customer(request) -> Customer:
     return getattr(request, _KNOWN)
 
 
+def known_customer(request) -> Customer | None:
+    """The customer this request speaks for (the phone it names, or the cookie's own) if it already
+    exists, read whole; never creates a customer."""
+    request = _django(request)
+    phone = phone_of(request)
+    if phone:
+        return known_phone(request, phone)
+    if not hasattr(request, _FULL):
+        named = _from_cookie(request)
+        customer = Customer.objects.filter(pk=named[0]).first() if named else None
+        if customer is None:
+            return None
+        setattr(request, _FULL, customer)
+    return getattr(request, _FULL)
+
+
+def known_customer_id(request):
+    """The id of the customer this request speaks for, or None for a visitor that is none yet:
+    without a query when the cookie names it, and without checking that it still exists."""
+    request = _django(request)
+    if hasattr(request, _FULL):
+        return getattr(request, _FULL).pk
+    named = _from_cookie(request)
+    return named[0] if named else None
+
+
 def session_phone(request, name: str, *, label: str, idempotency: bool = True) -> Customer:
     """One of this browser's phones, created on first use with its idempotency switch as given
     (its label names the browser it belongs to, for the workshop dashboard)."""
@@ -110,7 +141,8 @@ def phone_of(request) -> str:
 
 class CustomerMiddleware:
     """Puts ``request.customer`` on every request: the phone the request names, or the browser's own
-    customer, read only when a view asks for it; and keeps the browser's cookie in step with it."""
+    customer, created only when a view that writes asks for it; and keeps the browser's cookie in
+    step with it."""
 
     def __init__(self, get_response):
         self.get_response = get_response

@@ -85,7 +85,8 @@ def canonical_json(payload) -> str:
 
 
 def fingerprint_of(payload) -> str:
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+    # surrogatepass: a caller that did not check its text (a lone surrogate) still gets a fingerprint.
+    return hashlib.sha256(canonical_json(payload).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def differing_fields(stored, new, path="") -> list[str]:

@@ -12,8 +12,12 @@ import json
 
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views.csrf import csrf_failure as django_csrf_failure
+from django.views.decorators.http import require_GET
 from rest_framework import exceptions
 from rest_framework.views import exception_handler
+
+from orders.parsers import UnstorableBody
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 TYPE_BASE = "https://freeds-bakery.example/problems/"
@@ -33,6 +37,8 @@ PROBLEMS = {
     "forbidden": (403, "Forbidden"),
     "method-not-allowed": (405, "Method not allowed"),
     "unsupported-media-type": (415, "Unsupported media type"),
+    "too-many-requests": (429, "Too many requests"),
+    "tunnel-full": (429, "Too many requests in the tunnel at once"),
     "lost-in-tunnel": (504, "Lost in the tunnel"),
     "unknown-phone": (400, "X-Bakery-Phone names no phone of this browser"),
     "server-error": (500, "The bakery had a problem"),
@@ -56,6 +62,10 @@ ADVICE = {
     "forbidden": "You may not do this.",
     "method-not-allowed": "Use one of the methods in the Allow header.",
     "unsupported-media-type": "Send Content-Type: application/json.",
+    "too-many-requests": "This customer placed more orders than ORDER_THROTTLE_RATE allows. Wait Retry-After "
+                         "seconds; a retry with the same key then gets its one order.",
+    "tunnel-full": "This customer already has as many requests held in the tunnel as TUNNEL_MAX_HOLDS allows. "
+                   "Wait Retry-After seconds for one to come out, then retry.",
     "lost-in-tunnel": "The tunnel simulator dropped this request; retry with the same key.",
     "unknown-phone": "Only the phones the compare page made for this browser's session can be named; open it again.",
     "server-error": "Nothing was half-written and the key was released: retry with the same key.",
@@ -111,6 +121,12 @@ def problem_exception_handler(exc, context):
         return None
     if isinstance(exc, exceptions.ValidationError):
         return problem("invalid-order", _flatten(exc.detail), errors=exc.detail)
+    if isinstance(exc, UnstorableBody):
+        return problem("invalid-request", str(exc.detail))
+    if isinstance(exc, exceptions.Throttled):
+        wait = max(1, exc.wait or 1)
+        return problem("too-many-requests", f"Too many orders from you in a short time. Retry in {wait} s.",
+                       headers={"Retry-After": str(wait)})
     if isinstance(exc, exceptions.ParseError):
         return problem("malformed-json", str(exc.detail))
     if isinstance(exc, exceptions.NotFound):
@@ -137,14 +153,58 @@ def _flatten(detail, prefix="") -> str:
     return f"{prefix.rstrip('.')}: {detail}" if prefix else str(detail)
 
 
+API_PREFIX = "/api/"
+# What Django itself answers (a URL that matches nothing, a method a plain view refuses, a body
+# Django will not parse) before any DRF view can speak problem+json.
+STATUS_SLUGS = {400: "invalid-request", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
+                413: "body-too-large", 415: "unsupported-media-type", 429: "too-many-requests"}
+
+
+def _detail_for(request, response) -> str:
+    if response.status_code == 404:
+        return f"There is nothing at {request.path}."
+    if response.status_code == 405:
+        return f"{request.method} is not allowed here; use {response.get('Allow', 'another method')}."
+    return f"The bakery could not take this request ({response.status_code})."
+
+
+class ApiProblemMiddleware:
+    """Every 4xx answer under /api/ is problem+json, whoever made it.
+
+    DRF views already answer through :func:`problem_exception_handler`; this catches the rest
+    (Django's URL resolver, its request parsing, plain views) so an API client never gets HTML.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (request.path.startswith(API_PREFIX) and 400 <= response.status_code < 500
+                and not response.get("Content-Type", "").startswith(PROBLEM_CONTENT_TYPE)):
+            status = response.status_code
+            kept = {name: response[name] for name in ("Allow", "Retry-After") if response.has_header(name)}
+            return problem(STATUS_SLUGS.get(status, "invalid-request"), _detail_for(request, response),
+                           status=status, headers=kept)
+        return response
+
+
+def csrf_failure(request, reason="") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: the API's problem for API paths, Django's page everywhere else."""
+    if request.path.startswith(API_PREFIX):
+        return problem("csrf-failed", f"CSRF Failed: {reason}")
+    return django_csrf_failure(request, reason)
+
+
 def server_error(request) -> HttpResponse:
     """handler500: API callers get problem+json, people get the styled page."""
-    if request.path.startswith("/api/"):
+    if request.path.startswith(API_PREFIX):
         return problem("server-error", "Something went wrong in the bakery. Nothing was half-written: "
                                        "retry with the same Idempotency-Key.")
     return render(request, "500.html", status=500)
 
 
+@require_GET
 def problem_catalogue(request) -> HttpResponse:
     """GET /api/problems/: every problem type this API answers with, and what to do about it."""
     return JsonResponse({"problems": [

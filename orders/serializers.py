@@ -1,3 +1,4 @@
+from django.core.validators import slug_re
 from django.urls import reverse
 from rest_framework import serializers
 
@@ -7,8 +8,18 @@ MAX_QUANTITY = 50
 MAX_NOTE = 500
 
 
+class CakeField(serializers.SlugRelatedField):
+    """A cake by its slug. Only something shaped like a slug is looked up, so text the database
+    cannot compare (a NUL, a dict) is "no such cake", never a database error."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not slug_re.match(data):
+            self.fail("does_not_exist", slug_name=self.slug_field, value=str(data)[:80])
+        return super().to_internal_value(data)
+
+
 class OrderLineInSerializer(serializers.Serializer):
-    cake = serializers.SlugRelatedField(
+    cake = CakeField(
         slug_field="slug",
         queryset=Cake.objects.filter(is_available=True),
         error_messages={"does_not_exist": "There is no cake called '{value}' on the menu."},
@@ -27,6 +38,20 @@ class OrderInSerializer(serializers.Serializer):
     items = OrderLineInSerializer(many=True, allow_empty=False, max_length=20)
     note = serializers.CharField(max_length=MAX_NOTE, allow_blank=True, required=False, default="",
                                  trim_whitespace=False)
+
+    def validate_items(self, items: list[dict]) -> list[dict]:
+        """One line per cake: repeated lines are merged, and the limit holds for the merged line,
+        so 20 lines of 50 shortcakes are not an order of 1,000."""
+        merged: dict[int, dict] = {}
+        for line in items:
+            cake = line["cake"]
+            merged.setdefault(cake.pk, {"cake": cake, "quantity": 0})["quantity"] += line["quantity"]
+        for line in merged.values():
+            if line["quantity"] > MAX_QUANTITY:
+                raise serializers.ValidationError(
+                    f"At most {MAX_QUANTITY} of one cake per order, across all lines: "
+                    f"{line['cake'].slug} comes to {line['quantity']}.")
+        return list(merged.values())
 
 
 class OrderItemSerializer(serializers.ModelSerializer):

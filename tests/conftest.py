@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
+import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from django.conf import settings
 from django.db import connection, connections
@@ -56,7 +59,11 @@ class BakeryClient(APIClient):
         super().__init__(*args, enforce_csrf_checks=True, **kwargs)
 
     def start(self) -> dict:
-        me = self.get(ME_PATH).json()
+        """Become a customer the way a script does: GET /api/me/ for the csrftoken cookie, then a
+        first write (setting the idempotency switch) makes the customer and its session."""
+        self.get(ME_PATH)
+        me = self.patch(ME_PATH, {"idempotency": True}, format="json",
+                        headers={"X-CSRFToken": self.cookies["csrftoken"].value}).json()
         self.customer_id = me["customer"]
         return me
 
@@ -140,3 +147,24 @@ def bakery_server(transactional_db):
     server = BakeryServer().start()
     yield server
     server.stop()
+
+
+def fire_at_once(count: int, send) -> list[tuple[float, httpx.Response]]:
+    """``count`` threads call ``send(client)`` at the same instant, each on its own connection; returns
+    (seconds from the start, response) in the order the answers arrived."""
+    barrier, lock, answers = threading.Barrier(count), threading.Lock(), []
+
+    def one():
+        with httpx.Client(timeout=30) as client:
+            barrier.wait()
+            started = time.monotonic()
+            response = send(client)
+            with lock:
+                answers.append((time.monotonic() - started, response))
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return answers

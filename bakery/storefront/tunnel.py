@@ -12,17 +12,36 @@ An attempt made "inside the tunnel" carries the header ``X-Bakery-Tunnel``:
 Nothing is painted over a successful call: the browser (or the tunnel CLI) sends a real
 request and really aborts it when its timeout fires. A client that waits out the hold gets an
 honest 504 for a lost request, and the (late) real answer for a lost response.
+
+A held request holds a web thread, so the tunnel is guarded like any write and more:
+
+* the header is honoured only after Django's CSRF check passes, and only for a visitor who is
+  already a customer (a cookie-less script would otherwise be a new customer every time);
+* one customer holds at most ``TUNNEL_MAX_HOLDS`` requests in the tunnel at once; past that an
+  attempt is answered at once with ``429`` (``tunnel-full``) instead of taking another thread.
+  The holds are rows in PostgreSQL (``bakery.models.TunnelHold``), taken under the customer's row
+  lock in one short transaction, so they count exactly across every web process, and no database
+  connection is kept while a request waits. A hold whose process died stops counting at its
+  ``until``; Redis is not involved, so an outage of it changes nothing here.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from datetime import timedelta
 
 from django.conf import settings
-from django.db import connections
+from django.core.exceptions import RequestDataTooBig
+from django.db import connections, transaction
+from django.middleware.csrf import CsrfViewMiddleware
+from django.utils import timezone
 
+from bakery.models import TunnelHold
 from orders.api import ORDER_KEY, ORDER_SCOPE
+from orders.customers import known_customer
 from orders.events import Kind, record_event
+from orders.models import Customer
 from orders.problems import problem
 
 HEADER = "X-Bakery-Tunnel"
@@ -41,8 +60,46 @@ def _key_of(request) -> str:
     return ORDER_KEY.parse_or_none(request.headers.get("Idempotency-Key")) or ""
 
 
+def csrf_refusal(request):
+    """Django's own CSRF check, run before the tunnel holds anything: None when it passes,
+    else the refusal (CSRF_FAILURE_VIEW, a csrf-failed problem under /api/)."""
+    try:
+        # The check may parse a form body from the stream; read it whole first (within the size
+        # limit) so the order view can still read it afterwards.
+        request.body  # noqa: B018
+    except RequestDataTooBig:
+        return problem("body-too-large", "An order body may be at most 64 KiB.")
+    check = CsrfViewMiddleware(lambda _request: None)
+    check.process_request(request)
+    return check.process_view(request, None, (), {})
+
+
+def tunnel_hold_take(*, customer: Customer) -> int | None:
+    """One of the customer's TUNNEL_MAX_HOLDS holds, or None when all are taken. The customer's
+    row lock makes concurrent attempts take turns, so two never both get the last one; an attempt
+    that finds the row locked (the same customer taking a hold this very moment) does not queue
+    for it but is refused at once, so a flood from one session never piles up waiting threads."""
+    now = timezone.now()
+    # Long enough for any honest request (a slow handler, then the held answer); only a hold
+    # whose process died ever reaches it.
+    lifetime = timedelta(seconds=settings.TUNNEL_HOLD_SECONDS + settings.TUNNEL_SLOW_SECONDS
+                         + settings.IDEMPOTENCY_WAIT_SECONDS + 30)
+    with transaction.atomic():
+        if not list(Customer.objects.select_for_update(skip_locked=True).filter(pk=customer.pk).values_list("pk")):
+            return None
+        holds = TunnelHold.objects.filter(customer=customer)
+        holds.filter(until__lte=now).delete()
+        if holds.count() >= settings.TUNNEL_MAX_HOLDS:
+            return None
+        return TunnelHold.objects.create(customer=customer, until=now + lifetime).pk
+
+
+def tunnel_hold_release(hold: int) -> None:
+    TunnelHold.objects.filter(pk=hold).delete()
+
+
 class TunnelMiddleware:
-    """Applies ``request-lost`` and ``response-lost`` around the order API."""
+    """Applies the tunnel around the order API (``slow`` acts inside the handler, see :func:`slow_bakery`)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -51,7 +108,25 @@ class TunnelMiddleware:
         mode = mode_of(request)
         if mode is None or request.method != "POST" or not request.path.startswith("/api/orders"):
             return self.get_response(request)
-        customer = request.customer
+        refused = csrf_refusal(request)
+        if refused is not None:
+            return refused
+        customer = known_customer(request)
+        if customer is None:
+            return problem("forbidden", "The tunnel simulator is for customers: open a cake page, place an order "
+                                        "or set your idempotency switch first, keeping its cookies.")
+        hold = tunnel_hold_take(customer=customer)
+        if hold is None:
+            wait = math.ceil(max(settings.TUNNEL_HOLD_SECONDS, settings.TUNNEL_SLOW_SECONDS))
+            return problem("tunnel-full", f"You already have {settings.TUNNEL_MAX_HOLDS} requests held in the "
+                                          f"tunnel, the most one customer may have at once. Retry in {wait} s, "
+                                          "when one has come out.", headers={"Retry-After": str(wait)})
+        try:
+            return self._through_the_tunnel(request, mode, customer)
+        finally:
+            tunnel_hold_release(hold)
+
+    def _through_the_tunnel(self, request, mode, customer):
         if customer.last_scenario != mode:
             customer.last_scenario = mode
             customer.save(update_fields=["last_scenario", "last_seen_at"])

@@ -19,6 +19,7 @@ from bakery.storefront import compare as scene
 from bakery.storefront.selectors import cakes_on_sale, kitchen_context
 from bakery.timeline.views import timeline_context
 from orders import services
+from orders.customers import known_customer
 
 
 @require_GET
@@ -39,7 +40,7 @@ def _phone_settings() -> dict:
 @require_GET
 def cake_detail(request: BakeryRequest, slug: str) -> HttpResponse:
     cake = get_object_or_404(cakes_on_sale(), slug=slug)
-    customer = request.customer
+    customer = request.customer  # opening a cake (the tunnel simulator) makes the visitor a customer
     return render(
         request,
         "bakery/cake_detail.html",
@@ -80,12 +81,14 @@ def compare_contrast(request: BakeryRequest) -> HttpResponse:
 @require_GET
 def kitchen(request: BakeryRequest) -> HttpResponse:
     return page_or_partial(request, page="bakery/kitchen.html", partial="bakery/_kitchen.html",
-                           context=kitchen_context(request.customer))
+                           context=kitchen_context(known_customer(request)))
 
 
 @require_POST
 def reset(request: BakeryRequest) -> HttpResponse:
-    services.customer_reset(customer=request.customer)
+    customer = known_customer(request)
+    if customer is not None:  # a visitor has nothing to reset, and is not made a customer for it
+        services.customer_reset(customer=customer)
     response = page_or_partial(request, page=lambda: redirect(_back(request)), partial="bakery/_reset_done.html")
     if request.htmx:
         response["HX-Trigger"] = "bakery:reset"

@@ -165,7 +165,9 @@ class Intent:
 
 
 def build_timeline(*, customer, limit_intents: int = 6) -> list[Intent]:
-    """The intents newest first, each with its attempts and the rows of its diagram."""
+    """The intents newest first, each with its attempts and the rows of its diagram (none for a visitor)."""
+    if customer is None:
+        return []
     intents: dict[str, Intent] = {}
     order_intent: dict[int, Intent] = {}
     steps: list[Event] = []

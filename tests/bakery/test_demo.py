@@ -82,7 +82,10 @@ class Customer:
 
     def __init__(self, url: str):
         self.http = httpx.Client(base_url=url, timeout=10)
-        me = self.http.get(ME_PATH).raise_for_status().json()
+        self.http.get(ME_PATH).raise_for_status()
+        # Reading creates nothing: the first write makes this session a customer.
+        me = self.http.patch(ME_PATH, json={"idempotency": True},
+                             headers={CSRF_HEADER: self.http.cookies[CSRF_COOKIE]}).raise_for_status().json()
         self.id = me["customer"]
 
     def order(self, key, timeout: float = 10, **headers) -> httpx.Response:
@@ -109,6 +112,10 @@ def demo():
 
 def test_the_demo_terminal_shows_the_banner_then_one_line_per_thing_that_matters(demo):
     demo.wait_for(r"^  What happens, one line each:$", timeout=START_SECONDS)
+    # The banner shows this install's own facilitator login, the one the command prints.
+    login = r"user '(\w+)'  password '([^']+)'"
+    printed = re.search(login, demo.manage("manage.py", "facilitator_password")).groups()
+    assert re.search(login, demo.text()).groups() == printed
     # Ready means ready: the web answers and the worker is already fulfilling orders.
     shopper = Customer(demo.url)
     key = uuid.uuid4()

@@ -153,12 +153,14 @@ def test_compose_commands_run_the_apps_this_project_defines():
 
 
 def test_compose_environment_matches_what_settings_read():
-    settings_source = (ROOT / "bakery" / "settings.py").read_text() + (ROOT / "bakery" / "engines.py").read_text()
+    settings_source = "".join((ROOT / "bakery" / name).read_text()
+                              for name in ("settings.py", "engines.py", "secret_files.py", "facilitator.py"))
     read_by_app = set(re.findall(r"""(?:environ(?:\.get)?[\[(]|env_bool\(|env_list\()\s*["']([A-Z_]+)["']""",
                                  settings_source))
     for name in ("web", "worker", "beat"):
         environment = COMPOSE["services"][name]["environment"]
-        assert {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS"} <= set(environment)
+        assert {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEMO_ADMIN_PASSWORD", "DEBUG", "ALLOWED_HOSTS"} <= set(
+            environment)
         assert set(environment) <= read_by_app, set(environment) - read_by_app
         assert environment["DEBUG"] == "false"
         assert environment["DATABASE_URL"].startswith("postgres://")

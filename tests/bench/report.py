@@ -18,6 +18,9 @@ MIN_B_OVER_A, MIN_C_OVER_A = 0.95, 3.0
 MAX_ADDED_P50_MS = 1.67
 # Replay p99 with 1,000,000 keys stored, against 10,000.
 MAX_SCALE_P99_RATIO = 1.2
+FLOOD_IN_FLIGHT = 100
+# Another customer's order during a flood: answered within a second (undisturbed: milliseconds).
+FLOOD_P99_MS = 1000
 
 
 @dataclass
@@ -76,6 +79,15 @@ def render(found) -> Text:
                      fmt(r.p50, 1), fmt(r.p99, 1), answers(r.statuses),
                      f"purge: {row['purged']:,} expired keys in {row['seconds']:.1f} s, {row['batches']} batches of "
                      f"{row['batch_size']:,}", r])
+    flood_titles = {"alone": "(g) another customer, no flood", "orders": "(g) another customer, one session "
+                    "floods orders", "tunnel": "(g) another customer, one session floods tunnel holds"}
+    for case, title in flood_titles.items():
+        if case in found.floods:
+            r, flooded = found.floods[case]["other"], found.floods[case]["flood"]
+            note = (f"flood ({FLOOD_IN_FLIGHT} in flight from one session): {answers(flooded)}" if flooded
+                    else "the same customer alone, for comparison")
+            rows.append([title, OURS, r.count, fmt(r.throughput), fmt(r.p50, 1), fmt(r.p99, 1), answers(r.statuses),
+                         note, r])
     bo = found.back_office
     if bo.get("missing"):
         rows.append(["(f) back office", OURS, "-", "-", "-", "-", "-",
@@ -228,6 +240,12 @@ def check_bars(found, ratio_b: float, ratio_c: float) -> list[tuple[bool, str]]:
                  f"storm made {storm['orders']} orders for {found.plan.storm_keys} keys; "
                  f"{office_dupes} duplicate charges/invoices/emails after every task was delivered twice"
                  + (" (back office not run)" if not bo or bo.get("missing") else "")))
+    for case in ("orders", "tunnel"):
+        if case in found.floods:
+            other = found.floods[case]["other"]
+            ok = other.p99 < FLOOD_P99_MS and set(other.statuses) == {201}
+            bars.append((ok, f"another customer's p99 under {FLOOD_P99_MS} ms while one session floods {case}: "
+                             f"{other.p99:.0f} ms over {other.count} orders, answers {answers(other.statuses)}"))
     peer_dupes = {name: duplicates_of(found, name) for name in PEERS}
     wrong = {name: sum(1 for case in ("customer", "body", "exception") if not found.edges[name][case]["verdict"]
                        .startswith("ok")) for name in [OURS, *PEERS]}
@@ -356,6 +374,11 @@ def doc(found, main, statements, peers, latency, cpu, scale_lines, bar_lines, ra
         "orders / (last status change - first order). Then `payments.capture_payment`, `payments.issue_invoice` "
         "and `payments.send_confirmation` are sent again for every order through the Celery app, and charges, "
         "invoices, emails and the provider's ledger are counted.",
+        "- (g) a gunicorn of its own with the product's default throttles (`ORDER_BURST_RATE` 10/sec, "
+        "`ORDER_THROTTLE_RATE` 60/min) and tunnel (`TUNNEL_MAX_HOLDS` 3, 5 s holds); the other figures run with "
+        f"the order throttles off. One session, in a process of its own (`python -m tests.flood`), keeps "
+        f"{FLOOD_IN_FLIGHT} requests in flight for {plan.flood_seconds:.0f} s: new orders, or `request-lost` tunnel "
+        "attempts. Meanwhile another customer places an order every 250 ms and its latency is timed.",
         "- Peers: each wraps the same handler (validate, `order_place`, serialize) in a bench-only settings module "
         "(tests/bench/peers/), with the order stored `idempotent=False` so the bakery's own unique constraint does "
         "not protect it. drf-idempotency 1.0.0: `@idempotent()`, DatabaseBackend. drf-idempotencykey 0.2.0: its "

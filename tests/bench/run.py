@@ -6,10 +6,11 @@ the same handler and the same load generator. The phases run in this order, so t
 
 1. start engines, migrate, start one gunicorn per implementation; start the slow cases;
 2. statements per request, edge cases (other customer, other body, handler exception), storms;
-3. throughput: (a) and (b) alternating in rounds, then (c); then (b) and (c) of each peer; then
-   the latency the layer adds, one request at a time;
-4. (e) the key store at 10,000 and 1,000,000 keys, with the purge while orders keep flowing;
-5. (f) the back office with a real Celery worker, then every task delivered a second time.
+3. throughput: every figure in short interleaved rounds; then the latency the layer adds, one
+   request at a time, against the handler alone;
+4. (g) one session flooding (orders, then tunnel holds) while another customer orders;
+5. (e) the key store at 10,000 and 1,000,000 keys, with the purge while orders keep flowing;
+6. (f) the back office with a real Celery worker, then every task delivered a second time.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from datetime import UTC, datetime
 from bakery.client import OrderClient, percentile
 from tests.bench import report, stack
 from tests.bench.load import OTHER_BODY, Result, drive, shoppers
+from tests.flood import Flood
 
 OURS = "freeds-bakery"
 PEERS = [name for name in stack.IMPLEMENTATIONS if name != OURS]
@@ -50,14 +52,15 @@ class Plan:
     scale_replays: int
     fulfil_orders: int
     latency_samples: int  # per figure, one request at a time
+    flood_seconds: float
 
 
 FULL = Plan(False, requests=100, rounds=8, concurrency=int(os.environ.get("BENCH_CONCURRENCY", 8)), storm_keys=20,
             storm_size=64, scales=(10_000, 1_000_000), expired_share=0.2, scale_replays=1000, fulfil_orders=200,
-            latency_samples=300)
+            latency_samples=300, flood_seconds=10)
 QUICK = Plan(True, requests=50, rounds=4, concurrency=int(os.environ.get("BENCH_CONCURRENCY", 8)), storm_keys=5,
              storm_size=64, scales=(10_000, 100_000), expired_share=0.2, scale_replays=200, fulfil_orders=30,
-             latency_samples=100)
+             latency_samples=100, flood_seconds=5)
 
 
 @dataclass
@@ -70,6 +73,7 @@ class Findings:
     edges: dict = field(default_factory=dict)  # impl -> {case: {...}}
     scale: list = field(default_factory=list)
     back_office: dict = field(default_factory=dict)
+    floods: dict = field(default_factory=dict)  # "alone" / "orders" / "tunnel" -> {"other": Result, "flood": ...}
     notes: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
 
@@ -116,6 +120,7 @@ def main(*, quick: bool, slow_seconds: float, retry_after: float, write_doc: boo
         alone = None
         for peer in PEERS:
             servers.pop(peer).stop()
+        floods(env, log_dir, plan, found)
         scale(servers[OURS], plan, found)
         worker = stack.Worker(env, log_dir)
         back_office(servers[OURS], worker, plan, found)
@@ -418,6 +423,47 @@ def merge(results: list[Result]) -> Result:
     for result in results:
         total = total.merge(result)
     return total
+
+
+# --- (g) one session floods, another customer orders --------------------------------------------------
+
+FLOOD_CONCURRENCY = 100
+OTHER_PACE_SECONDS = 0.25  # the other customer orders 4 times a second, under the product's burst rate
+
+
+def floods(env, log_dir, plan: Plan, found: Findings) -> None:
+    """A server with the product's own throttles and tunnel (as `make demo` runs), one flooding session
+    in a process of its own keeping 100 requests in flight, and another customer ordering meanwhile."""
+    server = stack.Server(OURS, stack.room_defaults(env), log_dir, slow_seconds=4, label="room-defaults").start(90)
+    try:
+        for case in ("alone", "orders", "tunnel"):
+            flood = None
+            if case != "alone":
+                flood = Flood(server.url, what=case, concurrency=FLOOD_CONCURRENCY,
+                              seconds=plan.flood_seconds).start()
+                time.sleep(1)  # in full swing
+            other = asyncio.run(other_customer(server, plan.flood_seconds - (0 if case == "alone" else 2)))
+            flooded = flood.join() if flood else Counter()
+            found.floods[case] = {"other": other, "flood": flooded}
+            log(f"(g) {case}: other customer p50 {other.p50:.0f} ms p99 {other.p99:.0f} ms "
+                f"{dict(other.statuses)}; flood answers {dict(flooded)}")
+    finally:
+        server.stop()
+
+
+async def other_customer(server, seconds: float) -> Result:
+    (shopper,) = await make_shoppers(server, 1)
+    result = Result()
+    began = time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        started = time.perf_counter()
+        response = await shopper.order(uuid.uuid4())
+        result.latencies.append((time.perf_counter() - started) * 1000)
+        result.statuses[response.status_code] += 1
+        await asyncio.sleep(max(0.0, OTHER_PACE_SECONDS - (time.perf_counter() - started)))
+    result.elapsed = time.perf_counter() - began
+    await shopper.close()
+    return result
 
 
 # --- (e) the key store at scale, and the purge ------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+import secrets
 import uuid
 
 import pytest
@@ -27,6 +28,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 CAKE_PAGE = "/cakes/strawberry-shortcake/"
+FACILITATOR_PASSWORD = secrets.token_urlsafe(12)  # made by the test, like each install makes its own
 
 
 @pytest.fixture
@@ -34,7 +36,7 @@ def room(transactional_db, cake):
     lan = lan_address()
     if lan is None:
         pytest.skip("this machine has no non-loopback IPv4 address, so a room cannot reach it over the LAN")
-    get_user_model().objects.create_superuser("admin", "admin@freeds-bakery.example", "freeds-bakery")
+    get_user_model().objects.create_superuser("admin", "admin@freeds-bakery.example", FACILITATOR_PASSWORD)
     server = BakeryServer(host="0.0.0.0", workers=2)
     server.env.update({
         "ALLOWED_HOSTS": f"127.0.0.1,localhost,{lan}",
@@ -113,7 +115,7 @@ def test_a_room_on_the_lan_gets_keys_without_random_uuid_and_the_dashboard_sees_
             desk.goto(base + "/workshop/")
             expect(desk).to_have_url(re.compile(r"/admin/login/\?next=/workshop/$"))
             desk.fill("#id_username", "admin")
-            desk.fill("#id_password", "freeds-bakery")
+            desk.fill("#id_password", FACILITATOR_PASSWORD)
             desk.click("input[type=submit]")
             expect(desk).to_have_url(base + "/workshop/")
             assert desk.locator(".workshop-qr").get_attribute("data-room-url") == base + "/"

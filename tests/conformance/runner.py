@@ -16,7 +16,8 @@ concurrentWith?, request, expect}``. The rules:
   ``not-applicable``: neither a pass nor a fail.
 
 The bakery's fixture is a session customer like every other client, so a :class:`Target` first
-calls ``GET /api/me/`` for the session and ``csrftoken`` cookies and sends ``X-CSRFToken``.
+calls ``GET /api/me/`` for the ``csrftoken`` cookie, becomes a customer with its first write
+(``PATCH /api/me/``), and sends ``X-CSRFToken``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class Target:
         self.base_url, self.prefix = base_url.rstrip("/"), prefix
         self.client = httpx.Client(base_url=self.base_url, timeout=30)
         self.client.get("/api/me/").raise_for_status()
+        # Reading creates nothing: the first write makes this session a customer and sets its cookie,
+        # which every request below then carries (so they all count as one customer).
+        self.client.patch("/api/me/", json={"idempotency": True}, headers=self._csrf()).raise_for_status()
         if login_path:  # a package that only guards logged-in users gets one
             self.client.post(login_path, headers=self._csrf()).raise_for_status()
 

@@ -168,13 +168,18 @@ def test_switch_off_ignores_the_key_and_bakes_again(customer_client, cake):
     assert customer_client.get("/api/me/").json()["idempotency"] is False
 
 
-def test_me_sets_customer_and_csrf_cookies_and_switch_defaults_on(client, db):
+def test_me_sets_the_csrf_cookie_and_the_first_write_makes_the_customer(client, db):
     response = client.get("/api/me/")
     assert response.status_code == 200
-    assert response.json()["idempotency"] is True
-    uuid.UUID(response.json()["customer"])
-    assert "csrftoken" in response.cookies and COOKIE in response.cookies
-    assert "sessionid" not in response.cookies  # a customer needs no server-side session
+    assert response.json() == {"customer": None, "label": "", "idempotency": True}
+    assert "csrftoken" in response.cookies and COOKIE not in response.cookies
+
+    switched = client.patch("/api/me/", {"idempotency": True}, content_type="application/json",
+                            headers={"X-CSRFToken": response.cookies["csrftoken"].value})
+    assert switched.status_code == 200 and COOKIE in switched.cookies
+    assert "sessionid" not in switched.cookies  # a customer needs no server-side session
+    me = client.get("/api/me/").json()
+    assert uuid.UUID(me["customer"]) and me["label"] and me == switched.json()
 
 
 def test_patch_me_rejects_anything_but_a_boolean(customer_client):

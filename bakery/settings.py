@@ -102,6 +102,10 @@ _DATABASE_URL = env_required("DATABASE_URL")
 
 def _database_alias(pool_size: int) -> dict:
     database = dj_database_url.parse(_DATABASE_URL, conn_max_age=0, conn_health_checks=True)
+    # Django turns psycopg's prepared statements off by default; a threshold turns them back on for
+    # the cursors that ask (the idempotency layer's, orders/idempotency.py). Django's own cursors
+    # bind on the client and are never prepared, whatever the threshold.
+    database.setdefault("OPTIONS", {})["prepare_threshold"] = 5
     if DATABASE_POOL_SIZE > 0:
         # min_size 0: an idle process keeps no connection open, so the ceiling is only max_size.
         database.setdefault("OPTIONS", {})["pool"] = {

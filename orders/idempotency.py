@@ -222,11 +222,18 @@ UPDATE {RECORDS} SET response_status = %s, response_body = %s, response_headers 
 class _PreparedCursor(psycopg.Cursor):
     """Binds on the server and prepares each statement once per connection: the layer runs the same
     three statements on every request, and planning the replay's took longer than running it.
-    (Django's own cursors bind on the client and prepare nothing, for the sake of poolers such as
-    PgBouncer; one in transaction mode needs its max_prepared_statements set for these.)"""
+    Django turns psycopg's preparing off unless OPTIONS["prepare_threshold"] is set, so settings
+    set it (bakery/settings.py); Django's own cursors bind on the client and prepare nothing, for
+    the sake of poolers such as PgBouncer (one in transaction mode needs max_prepared_statements
+    set for these three)."""
 
     def execute(self, query, params=None, **options):
-        return super().execute(query, params, prepare=True)
+        super().execute(query, params, prepare=True)
+        if self._query is None and connection.queries_logged:
+            # A prepared statement is sent by its name alone; Django's query log (and
+            # CaptureQueriesContext) reads the statement's text from ``_query``.
+            self._query = self._convert_query(query, params)
+        return self
 
 
 def _statement():

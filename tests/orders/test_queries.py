@@ -69,3 +69,17 @@ def test_without_idempotency_an_order_is_eight_statements(customer_client, cake)
         "INSERT payments_outboxmessage",
         "COMMIT",
     ]
+
+
+def test_the_layers_statements_are_prepared_on_each_connection(customer_client, cake):
+    """The layer's three statements are prepared once per connection, so PostgreSQL does not parse
+    them again on every request (Django turns psycopg's preparing off unless the settings ask for
+    it, and then nothing here would be prepared)."""
+    for _ in range(3):
+        key = uuid.uuid4()
+        customer_client.order(key)
+        customer_client.order(key)
+    with connection.cursor() as cursor:  # the connection those requests returned to the pool
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = {what(statement) for (statement,) in cursor.fetchall()}
+    assert prepared == {"WITH finished", "WITH claimed", "UPDATE orders_idempotencyrecord"}

@@ -10,9 +10,10 @@ How it keeps its promise, in the order things happen:
    until the first commits or rolls back. The wait is bounded by ``lock_timeout``
    (IDEMPOTENCY_WAIT_SECONDS), set by that same statement for itself alone: past it the caller
    gets :class:`KeyInFlight` (HTTP 409 + Retry-After; a task retries later).
-3. The handler runs inside the same transaction and its response is written into the record. If
-   the handler raises, everything rolls back, the record and its event included: the key is
-   released and nothing is half-written, so a retry can succeed.
+3. The handler runs inside the same transaction and its response is written into the record (sent
+   with the COMMIT, in one round trip). If the handler raises, or the COMMIT fails, everything rolls
+   back, the record and its event included: the key is released and nothing is half-written, so a
+   retry can succeed.
 
 No lock ever expires: when a process dies mid-handler its connection closes, PostgreSQL rolls
 the transaction back, and the key is free again.
@@ -153,6 +154,9 @@ def run_once(
             return replayed
 
     wait = settings.IDEMPOTENCY_WAIT_SECONDS if wait_seconds is None else wait_seconds
+    # The layer's transaction is usually the outermost one (a request's); then its COMMIT can go
+    # out with the stored answer. Inside a caller's transaction it is a savepoint and must not.
+    outermost = not connection.in_atomic_block
     try:
         with transaction.atomic():
             record_id = _claim(guard, request, fingerprint, wait)
@@ -160,8 +164,7 @@ def run_once(
                 # The first request finished while we waited on its row lock.
                 return _replay_finished(guard, request, fingerprint)
             response = handler()
-            with _statement() as cursor:
-                cursor.execute(STORE_SQL, [response.status, response.body, json.dumps(response.headers), record_id])
+            _store(record_id, response, commit=outermost)
     except KeyInFlight:
         guard.event(Kind.CONFLICT, scope=guard.scope, waited_seconds=wait)
         raise
@@ -267,6 +270,26 @@ def _replay_finished(guard: Guard, request: dict, fingerprint: str) -> Outcome |
 def _json(value):
     # A raw cursor hands jsonb over as text (Django decodes it only for model fields).
     return json.loads(value) if isinstance(value, str) else value
+
+
+def _store(record_id: int, response: StoredResponse, *, commit: bool) -> None:
+    """Write the handler's answer into the record the claim inserted.
+
+    With ``commit``, the UPDATE and the transaction's COMMIT go to PostgreSQL together, in one
+    round trip (psycopg's pipeline mode), instead of two. Django's own commit at the end of the
+    ``atomic`` block then finds the transaction finished and sends nothing (its query log still
+    lists that COMMIT, where it belongs). An error in either (a deferred constraint that fails at
+    COMMIT, say) is raised here, inside the block, so everything rolls back and the key is released
+    exactly as when the handler fails.
+    """
+    values = [response.status, response.body, json.dumps(response.headers), record_id]
+    with _statement() as cursor:
+        if not commit:
+            cursor.execute(STORE_SQL, values)
+            return
+        with connection.wrap_database_errors, connection.connection.pipeline():
+            cursor.execute(STORE_SQL, values)
+            connection.connection.execute("COMMIT")
 
 
 def _claim(guard: Guard, request: dict, fingerprint: str, wait: float) -> int | None:

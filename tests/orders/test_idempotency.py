@@ -104,6 +104,37 @@ def test_key_as_rfc8941_sf_string_is_the_same_key(customer_client, cake):
     assert quoted.content == bare.content
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_at_commit_releases_the_key_and_writes_nothing(customer_client, cake):
+    """The stored answer goes to PostgreSQL together with the COMMIT. When the COMMIT itself fails
+    (here a deferred constraint trigger, which PostgreSQL checks only at COMMIT), nothing is kept,
+    the key is released, and the retry succeeds."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute("""
+            CREATE FUNCTION refuse_at_commit() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION 'refused at commit'; END $$ LANGUAGE plpgsql;
+            CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON orders_order
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit();
+        """)
+    customer_client.raise_request_exception = False
+    key = uuid.uuid4()
+    try:
+        failed = customer_client.order(key, body=ONE_SHORTCAKE)
+    finally:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("DROP TRIGGER refuse_at_commit ON orders_order; DROP FUNCTION refuse_at_commit();")
+    assert failed.status_code == 500
+    assert Order.objects.count() == 0
+    assert IdempotencyRecord.objects.count() == 0
+    assert Event.objects.filter(kind="released", key=str(key)).count() == 1
+
+    retried = customer_client.order(key, body=ONE_SHORTCAKE)
+    assert retried.status_code == 201
+    assert "Idempotent-Replayed" not in retried
+    assert Order.objects.count() == 1
+    assert customer_client.order(key, body=ONE_SHORTCAKE)["Idempotent-Replayed"] == "true"
+
+
 def test_handler_failure_releases_the_key_and_writes_nothing(customer_client, cake):
     """A server error mid-handler rolls back the order *and* the key; the retry then succeeds.
 

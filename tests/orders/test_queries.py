@@ -43,7 +43,7 @@ def test_a_first_request_is_ten_statements_in_one_transaction(customer_client, c
         "INSERT orders_orderitem",
         "INSERT orders_event",  # order_stored
         "INSERT payments_outboxmessage",  # the payment step, relayed after COMMIT by the worker
-        "UPDATE orders_idempotencyrecord",  # the layer: the stored answer
+        "UPDATE orders_idempotencyrecord",  # the layer: the stored answer, sent together with the COMMIT
         "COMMIT",
     ]
 

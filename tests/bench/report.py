@@ -304,8 +304,9 @@ def doc(found, main, statements, peers, latency, cpu, scale_lines, bar_lines, ra
         f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory']} memory, Python {m['python']}",
         f"- Stack: gunicorn {stack.GUNICORN_WORKERS} gthread workers x {stack.GUNICORN_THREADS} threads per "
         "implementation, embedded PostgreSQL 16 and Redis (bakery.engines), a Celery worker (2 processes) for (f); "
-        f"load: asyncio + httpx, {plan.concurrency} requests in flight, {plan.requests} x {plan.rounds} requests "
-        "per throughput figure, the load generator on the same 2 cores",
+        f"load: asyncio, one keep-alive HTTP/1.1 connection per request in flight (tests/bench/load.py `Wire`), "
+        f"{plan.concurrency} in flight, {plan.requests} x {plan.rounds} requests per throughput figure, the load "
+        "generator on the same 2 cores",
         "",
         "## The table",
         "",

@@ -55,7 +55,7 @@ class Plan:
     flood_seconds: float
 
 
-FULL = Plan(False, requests=100, rounds=8, concurrency=int(os.environ.get("BENCH_CONCURRENCY", 8)), storm_keys=20,
+FULL = Plan(False, requests=100, rounds=16, concurrency=int(os.environ.get("BENCH_CONCURRENCY", 8)), storm_keys=20,
             storm_size=64, scales=(10_000, 1_000_000), expired_share=0.2, scale_replays=1000, fulfil_orders=200,
             latency_samples=300, flood_seconds=10)
 QUICK = Plan(True, requests=50, rounds=4, concurrency=int(os.environ.get("BENCH_CONCURRENCY", 8)), storm_keys=5,

@@ -155,8 +155,9 @@ def run_once(
 
     wait = settings.IDEMPOTENCY_WAIT_SECONDS if wait_seconds is None else wait_seconds
     # The layer's transaction is usually the outermost one (a request's); then its COMMIT can go
-    # out with the stored answer. Inside a caller's transaction it is a savepoint and must not.
-    outermost = not connection.in_atomic_block
+    # out with the stored answer. Inside a caller's transaction it is a savepoint and must not;
+    # nor without pipeline mode (a libpq older than 14).
+    commit_with_answer = not connection.in_atomic_block and psycopg.Pipeline.is_supported()
     try:
         with transaction.atomic():
             record_id = _claim(guard, request, fingerprint, wait)
@@ -164,7 +165,7 @@ def run_once(
                 # The first request finished while we waited on its row lock.
                 return _replay_finished(guard, request, fingerprint)
             response = handler()
-            _store(record_id, response, commit=outermost)
+            _store(record_id, response, commit=commit_with_answer)
     except KeyInFlight:
         guard.event(Kind.CONFLICT, scope=guard.scope, waited_seconds=wait)
         raise

@@ -10,6 +10,7 @@ import threading
 
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
+from kombu.transport import redis as kombu_redis
 
 from bakery import engines
 
@@ -18,6 +19,24 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bakery.settings")
 app = Celery("bakery")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+_restore_unacked = kombu_redis.QoS.restore_unacked
+
+
+def restore_unacked_while_connected(qos, client=None):
+    """kombu's Redis channel, when it closes after the broker connection was lost, puts its
+    unacknowledged messages back through the connection's parameters. If that connection was
+    already closed and cleared (Redis killed while messages were in hand), kombu raises
+    AttributeError, which the worker takes as unrecoverable: it exits, and a demo with it. Nothing
+    is lost by skipping the restore then: the messages stay in Redis's unacked set and come back
+    after the visibility timeout, and the completer resumes any order left behind."""
+    if client is None and qos.channel.connection.client is None:
+        return None
+    return _restore_unacked(qos, client)
+
+
+kombu_redis.QoS.restore_unacked = restore_unacked_while_connected
 
 
 @app.on_configure.connect

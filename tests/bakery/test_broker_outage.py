@@ -25,14 +25,15 @@ def test_a_channel_closed_after_its_connection_was_cleared_keeps_its_messages():
         message = channel.basic_get(queue.name, no_ack=False)
         assert message is not None
         tag = message.delivery_tag
+        unacked, unacked_index = channel.unacked_key, channel.unacked_index_key
 
         connection.transport.client = None  # what a close on another path leaves behind
         channel.close()  # raised AttributeError, and the worker exited
 
     broker = redis.Redis.from_url(settings.REDIS_URL)
     try:
-        assert broker.hexists("unacked", tag)  # still held: it comes back after the visibility timeout
+        assert broker.hexists(unacked, tag)  # still held: it comes back after the visibility timeout
     finally:
-        broker.hdel("unacked", tag)
-        broker.zrem("unacked_index", tag)
+        broker.hdel(unacked, tag)
+        broker.zrem(unacked_index, tag)
         broker.delete(queue.name)

@@ -4,9 +4,9 @@
 (tests/conftest.py) all use it, so the customer cookie, the CSRF header, the key header and the retry policy
 are written once:
 
-* a client is a customer with a cookie jar: ``GET /api/me/`` gives the ``csrftoken`` cookie, the
-  first write makes it a customer (its ``bakery_customer`` cookie), and every write sends the token
-  in ``X-CSRFToken``;
+* a client is a customer with a cookie jar: ``GET /api/me/`` gives the ``csrftoken`` cookie and the
+  ``bakery_customer`` cookie that scopes its keys, the first write makes that scope a customer, and
+  every write sends the token in ``X-CSRFToken``;
 * one ``Idempotency-Key`` per order intent, the same on every retry;
 * retries follow :class:`RetryPolicy`, declared in settings (``CLIENT_RETRY_*``) and handed to the
   simulator page too, and honour a ``409``'s ``Retry-After``.
@@ -98,7 +98,8 @@ class OrderClient:
                                       headers={"Accept": "application/json"})
 
     async def start(self, *, idempotency: bool | None = None, login_path: str | None = None) -> dict:
-        """Become a customer: ``GET /api/me/`` gives the csrftoken cookie (reading creates nothing),
+        """Become a customer: ``GET /api/me/`` gives the csrftoken cookie and the customer's scope
+        (reading creates nothing),
         then the first write, setting the idempotency switch (on unless asked otherwise), makes this
         client a customer. Logs in first when ``login_path`` is given."""
         (await self.http.get(ME_PATH)).raise_for_status()

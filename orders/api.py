@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orders import selectors, services
-from orders.customers import acting_customer, known_customer
+from orders.customers import acting_customer, customer_scope, known_customer, label_for
 from orders.idempotent import idempotent, uuid_key
 from orders.problems import VALID_KEY_HINT, ProblemError
 from orders.serializers import OrderInSerializer, OrderSerializer, PlacedOrderSerializer
@@ -65,7 +65,9 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     description=(
         "A UUID made by the client once per order intent and sent again, unchanged, on every retry "
         "of that intent (bare, or as a quoted sf-string). Kept for IDEMPOTENCY_KEY_TTL (default 24 h), "
-        "then purged; after that it counts as new. Ignored when the customer's idempotency switch is off."
+        "then purged; after that it counts as new. Ignored when the customer's idempotency switch is off. "
+        "Keys are scoped per customer: send the bakery_customer cookie that GET /api/me/ (or this page) set, "
+        "so that a retry whose first answer was lost belongs to the same customer."
     ),
 )
 
@@ -94,8 +96,9 @@ class OrderListCreate(CustomerAPIView):
             201: OpenApiResponse(OrderSerializer, description=(
                 "Order placed. A retry with the same key and body gets this same status and body, "
                 "byte for byte, with the header `Idempotent-Replayed: true`, and bakes nothing.")),
-            400: _problem_response("Missing or malformed Idempotency-Key, malformed JSON, unknown cake, "
-                                   "quantity outside 1-50 or a note over 500 characters; nothing created"),
+            400: _problem_response("Missing or malformed Idempotency-Key, no bakery_customer cookie (GET /api/me/ "
+                                   "first: it sets the cookie that scopes your keys), malformed JSON, unknown "
+                                   "cake, quantity outside 1-50 or a note over 500 characters; nothing created"),
             403: _problem_response("CSRF check failed: send the X-CSRFToken header with the csrftoken cookie"),
             409: _problem_response("The first request with this key is still running after the wait "
                                    "(IDEMPOTENCY_WAIT_SECONDS); retry after the `Retry-After` seconds"),
@@ -153,26 +156,29 @@ class OrderDetail(CustomerAPIView):
         return Response(OrderSerializer(order).data)
 
 
-MeSerializer = inline_serializer("Me", {"customer": serializers.UUIDField(allow_null=True),
+MeSerializer = inline_serializer("Me", {"customer": serializers.UUIDField(),
                                         "label": serializers.CharField(),
                                         "idempotency": serializers.BooleanField()})
 MePatchSerializer = inline_serializer("MePatch", {"idempotency": serializers.BooleanField()})
 
 
 class Me(CustomerAPIView):
-    """Who am I? Sets the csrftoken cookie a script needs for writes.
+    """Who am I? Sets the csrftoken cookie a script needs for writes, and the customer's scope.
 
-    Reading creates nothing: a visitor is ``{"customer": null}`` until its first write (an order
-    or this switch) makes it a customer and sets the session cookie.
+    Reading creates nothing: a visitor without a cookie is handed a scope, a customer id in the
+    ``bakery_customer`` cookie that becomes a customer with the first write (an order or this
+    switch). Its keys belong to that id from the start, so a retry whose first answer was lost
+    still gets the replay.
     """
 
-    @extend_schema(responses=MeSerializer, summary="This browser's customer (null until its first write) "
+    @extend_schema(responses=MeSerializer, summary="This browser's customer (its id before its first write too) "
                                                    "and its idempotency switch")
     def get(self, request):
         get_token(request._request)  # sets the csrftoken cookie
         customer = known_customer(request._request)
         if customer is None:
-            return Response({"customer": None, "label": "", "idempotency": True})
+            scope = customer_scope(request)
+            return Response({"customer": str(scope.id), "label": label_for(scope.id), "idempotency": scope.idempotency})
         return Response(self._as_json(customer))
 
     @extend_schema(request=MePatchSerializer, responses=MeSerializer,

@@ -6,10 +6,16 @@ order API knows who is asking, and whether the switch is on, without a query and
 :func:`acting_customer`. ``request.customer`` is the whole Customer row, read (or created, with
 its cookie) only when a view that writes asks for it.
 
-A visitor becomes a customer when it first does something: orders, flips its idempotency switch,
-or opens a cake page (the tunnel simulator). Reads (``GET /api/me/``, the kitchen, the timeline,
-an invoice) look the customer up with :func:`known_customer` and create nothing, so a flood of
-cookie-less requests leaves no rows behind and nothing on the workshop dashboard.
+A visitor's keys have a scope before its first write: every answer that hands out a CSRF token
+(any page, ``GET /api/me/``, Swagger UI) also hands a visitor without a cookie a scope, a new id in
+the cookie marked ``new`` and no row (:func:`customer_scope`). The first write makes the customer a
+row under that id (:func:`acting_customer`), so a retry whose first answer was lost has the same
+scope and gets the replay, and two first writes at the same moment make one order. A write without
+any cookie is refused (``customer-missing``) rather than scoped to a customer only its own answer
+would name. Reads (``GET /api/me/``, the kitchen, the timeline, an invoice) look the customer up
+with :func:`known_customer` and create nothing, so a flood of cookie-less requests leaves no rows
+behind and nothing on the workshop dashboard. Opening a cake page (the tunnel simulator) makes the
+visitor a customer.
 
 What the cookie gives up against a server-side session: it cannot be revoked before it expires,
 and its owner can read it (an id and a switch, nothing secret). It grants a cake customer's
@@ -28,15 +34,16 @@ act as another browser's customer.
 
 from __future__ import annotations
 
-import random
 import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, IntegrityError
 from django.utils.functional import SimpleLazyObject
 
 from orders.models import Customer
-from orders.problems import problem
+from orders.problems import ProblemError, problem
+from orders.services import customer_save_scope
 
 COOKIE = "bakery_customer"
 PHONES_SESSION_KEY = "bakery_phones"
@@ -45,18 +52,51 @@ _SALT = "orders.customers"
 _FLAVOURS = ["Strawberry", "Lemon", "Carrot", "Chocolate", "Pistachio", "Coconut", "Raspberry", "Ginger",
              "Mango", "Hazelnut", "Blueberry", "Caramel", "Cherry", "Vanilla", "Matcha", "Plum"]
 _BAKERS = ["Baker", "Whisk", "Crumb", "Sprinkle", "Muffin", "Scone", "Eclair", "Bun"]
-# Cached on the HttpRequest: the whole customer the request acts for, and the one its cookie names.
-_FULL, _KNOWN = "_bakery_customer", "_bakery_cookie_customer"
+# Cached on the HttpRequest: the whole customer the request acts for, the one its cookie names, its scope.
+_FULL, _KNOWN, _SCOPE = "_bakery_customer", "_bakery_cookie_customer", "_bakery_scope"
+CUSTOMER_MISSING = ("This request has no bakery_customer cookie, so its Idempotency-Key has no customer to belong "
+                    "to, and a retry whose answer was lost would be somebody else. GET /api/me/ first with a cookie "
+                    "jar (it sets bakery_customer and csrftoken), then send both cookies with every order.")
 
 
-def _from_cookie(request) -> tuple[uuid.UUID, bool] | None:
-    """(customer id, switch) from a valid cookie, or None."""
+@dataclass(frozen=True)
+class Scope:
+    """What a valid cookie says: the customer's id (the scope of its keys), its switch, and whether
+    the customer is a row yet (``saved``). A scope is handed out before the first write, so a retry
+    whose first answer was lost, and so never set the cookie, still has the same scope."""
+
+    id: uuid.UUID
+    idempotency: bool
+    saved: bool
+
+    def cookie_value(self) -> str:
+        return f"{self.id}:{'on' if self.idempotency else 'off'}{'' if self.saved else ':new'}"
+
+
+def cookie_scope(request) -> Scope | None:
+    """The scope a valid cookie names, or None."""
     value = request.get_signed_cookie(COOKIE, default=None, salt=_SALT, max_age=settings.SESSION_COOKIE_AGE)
     try:
-        customer_id, switch = value.split(":")
-        return uuid.UUID(customer_id), switch == "on"
+        customer_id, switch, *new = value.split(":")
+        if new not in ([], ["new"]):
+            return None
+        return Scope(uuid.UUID(customer_id), switch == "on", saved=not new)
     except (AttributeError, ValueError):
         return None
+
+
+def customer_scope(request) -> Scope:
+    """The scope of this browser's keys: its cookie's, or a new one for a visitor without (no row:
+    it becomes a customer with its first write, under this id). The middleware sets its cookie."""
+    request = _django(request)
+    if not hasattr(request, _SCOPE):
+        setattr(request, _SCOPE, cookie_scope(request) or Scope(uuid.uuid4(), True, saved=False))
+    return getattr(request, _SCOPE)
+
+
+def label_for(customer_id: uuid.UUID) -> str:
+    """A friendly name drawn from the id, so a scope has the name its customer row will have."""
+    return f"{_FLAVOURS[customer_id.int % len(_FLAVOURS)]} {_BAKERS[(customer_id.int >> 8) % len(_BAKERS)]}"
 
 
 def _django(request):
@@ -65,29 +105,42 @@ def _django(request):
 
 
 def customer_for_request(request) -> Customer:
-    """The browser's whole customer: read by the cookie's id, or created when there is none."""
+    """The browser's whole customer: read by the cookie's id (made into a row under that id if it is
+    only a scope yet), or created when there is no cookie."""
     request = _django(request)
     if not hasattr(request, _FULL):
-        named = _from_cookie(request)
-        customer = Customer.objects.filter(pk=named[0]).first() if named else None
+        named = cookie_scope(request)
+        if named is not None and not named.saved:
+            customer_save_scope(customer_id=named.id, label=label_for(named.id))
+        customer = Customer.objects.filter(pk=named.id).first() if named else None
         if customer is None:
-            customer = Customer.objects.create(label=f"{random.choice(_FLAVOURS)} {random.choice(_BAKERS)}")
+            new_id = uuid.uuid4()
+            customer = Customer.objects.create(id=new_id, label=label_for(new_id))
         setattr(request, _FULL, customer)
     return getattr(request, _FULL)
 
 
 def acting_customer(request) -> Customer:
-    """The customer the request acts for, without a query when its cookie names it: only ``pk``
-    and ``idempotency_enabled`` are loaded (another field reads the row). A phone's request acts
-    for that phone; a request without a cookie for :func:`customer_for_request`."""
+    """The customer a write acts for, without a query when its cookie names a saved customer: only
+    ``pk`` and ``idempotency_enabled`` are loaded (another field reads the row). A cookie that holds
+    only a scope makes its customer a row first, under the scope's id (one INSERT, which a racing
+    first write shares). A phone's request acts for that phone.
+
+    Raises ``ProblemError("customer-missing")`` when there is no cookie at all: a key without a scope
+    would belong to a customer that only this request's answer names, and a retry whose answer was
+    lost would be somebody else.
+    """
     request = _django(request)
     if hasattr(request, _FULL):
         return getattr(request, _FULL)
     if not hasattr(request, _KNOWN):
-        named = _from_cookie(request)
+        named = cookie_scope(request)
         if named is None:
-            return customer_for_request(request)
-        setattr(request, _KNOWN, Customer.from_db(DEFAULT_DB_ALIAS, ["id", "idempotency_enabled"], list(named)))
+            raise ProblemError("customer-missing", CUSTOMER_MISSING)
+        if not named.saved:
+            customer_save_scope(customer_id=named.id, label=label_for(named.id))
+        setattr(request, _KNOWN, Customer.from_db(DEFAULT_DB_ALIAS, ["id", "idempotency_enabled"],
+                                                  [named.id, named.idempotency]))
     return getattr(request, _KNOWN)
 
 
@@ -99,8 +152,8 @@ def known_customer(request) -> Customer | None:
     if phone:
         return known_phone(request, phone)
     if not hasattr(request, _FULL):
-        named = _from_cookie(request)
-        customer = Customer.objects.filter(pk=named[0]).first() if named else None
+        named = cookie_scope(request)
+        customer = Customer.objects.filter(pk=named.id).first() if named else None
         if customer is None:
             return None
         setattr(request, _FULL, customer)
@@ -108,13 +161,13 @@ def known_customer(request) -> Customer | None:
 
 
 def known_customer_id(request):
-    """The id of the customer this request speaks for, or None for a visitor that is none yet:
-    without a query when the cookie names it, and without checking that it still exists."""
+    """The id of the customer this request speaks for, or None for a visitor that is none yet (no
+    cookie, or one that holds only a scope): without a query, and without checking that it exists."""
     request = _django(request)
     if hasattr(request, _FULL):
         return getattr(request, _FULL).pk
-    named = _from_cookie(request)
-    return named[0] if named else None
+    named = cookie_scope(request)
+    return named.id if named and named.saved else None
 
 
 def session_phone(request, name: str, *, label: str, idempotency: bool = True) -> Customer:
@@ -159,14 +212,25 @@ class CustomerMiddleware:
             return self.get_response(request)  # the browser's own cookie is not the phone's
         request.customer = SimpleLazyObject(lambda: customer_for_request(request))
         response = self.get_response(request)
-        customer = getattr(request, _FULL, None)
-        if customer is not None and _from_cookie(request) != (customer.pk, customer.idempotency_enabled):
+        wanted = self._scope_to_keep(request)
+        if wanted is not None and wanted != cookie_scope(request):
             response.set_signed_cookie(
-                COOKIE, f"{customer.pk}:{'on' if customer.idempotency_enabled else 'off'}", salt=_SALT,
-                max_age=settings.SESSION_COOKIE_AGE, secure=settings.SESSION_COOKIE_SECURE, httponly=True,
-                samesite=settings.SESSION_COOKIE_SAMESITE,
+                COOKIE, wanted.cookie_value(), salt=_SALT, max_age=settings.SESSION_COOKIE_AGE,
+                secure=settings.SESSION_COOKIE_SECURE, httponly=True, samesite=settings.SESSION_COOKIE_SAMESITE,
             )
         return response
+
+    @staticmethod
+    def _scope_to_keep(request) -> Scope | None:
+        """What the browser's cookie should say after this request: the customer it acted as, or the
+        scope this request handed out. A response that hands out a CSRF token (a page, ``GET
+        /api/me/``, Swagger UI) hands out a scope too, so whoever can write has one before writing."""
+        customer = getattr(request, _FULL, None) or getattr(request, _KNOWN, None)
+        if customer is not None:
+            return Scope(customer.pk, customer.idempotency_enabled, saved=True)
+        if request.META.get("CSRF_COOKIE_NEEDS_UPDATE"):
+            return customer_scope(request)
+        return getattr(request, _SCOPE, None)
 
     def process_view(self, request, view, args, kwargs):
         request._bakery_view = (view, args, kwargs)
@@ -175,12 +239,12 @@ class CustomerMiddleware:
         """A cookie can outlive its customer (deleted in the admin, or a database made afresh): its
         writes then break a foreign key. Everything the view wrote has rolled back with it, so the
         view runs once more, as a new customer, and the browser gets that customer's cookie."""
-        named = _from_cookie(request)
+        named = cookie_scope(request)
         if (not isinstance(exception, (IntegrityError, Customer.DoesNotExist)) or named is None or phone_of(request)
-                or getattr(request, "_bakery_rerun", False) or Customer.objects.filter(pk=named[0]).exists()):
+                or getattr(request, "_bakery_rerun", False) or Customer.objects.filter(pk=named.id).exists()):
             return None
         request._bakery_rerun = True
-        for cached in (_FULL, _KNOWN):
+        for cached in (_FULL, _KNOWN, _SCOPE):
             request.__dict__.pop(cached, None)
         request.COOKIES.pop(COOKIE, None)
         request.customer = SimpleLazyObject(lambda: customer_for_request(request))

@@ -213,7 +213,10 @@ def idempotent(
             request = args[0] if isinstance(args[0], (HttpRequest, Request)) else args[1]
             if request.method in SAFE_METHODS:
                 return view(*args, **kwargs)
-            owner_key, customer_id = owner(request)
+            try:
+                owner_key, customer_id = owner(request)
+            except ProblemError as refused:  # no scope for the key (customer-missing): nothing is claimed
+                return problem(refused.slug, refused.problem_detail, headers=refused.headers, **refused.extra)
             guarded = enabled is None or enabled(request)
             header = request.headers.get(HEADER)
             endpoint = f"{request.method} {request.path}"

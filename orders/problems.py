@@ -41,6 +41,7 @@ PROBLEMS = {
     "tunnel-full": (429, "Too many requests in the tunnel at once"),
     "lost-in-tunnel": (504, "Lost in the tunnel"),
     "unknown-phone": (400, "X-Bakery-Phone names no phone of this browser"),
+    "customer-missing": (400, "The request has no customer cookie to scope its Idempotency-Key"),
     "server-error": (500, "The bakery had a problem"),
 }
 
@@ -67,6 +68,8 @@ ADVICE = {
     "tunnel-full": "This customer already has as many requests held in the tunnel as TUNNEL_MAX_HOLDS allows. "
                    "Wait Retry-After seconds for one to come out, then retry.",
     "lost-in-tunnel": "The tunnel simulator dropped this request; retry with the same key.",
+    "customer-missing": "GET /api/me/ first with a cookie jar: it sets the bakery_customer and csrftoken cookies. "
+                        "Send both with every write, and keep the jar across retries.",
     "unknown-phone": "Only the phones the compare page made for this browser's session can be named; open it again.",
     "server-error": "Nothing was half-written and the key was released: retry with the same key.",
 }

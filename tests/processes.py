@@ -6,7 +6,9 @@ file; ``start`` waits until the process is ready and fails at once, naming the l
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +22,20 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from bakery.engines import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def installed_python(accepts: str, names: list[str], pyenv_versions: str) -> str | None:
+    """The first Python on this machine for which ``accepts`` (an expression on ``sys.version_info``)
+    holds: this one, then ``names`` on PATH, then pyenv's versions matching ``pyenv_versions``
+    (newest first). None if there is none."""
+    pyenv = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
+    candidates = [sys.executable, *(shutil.which(name) for name in names),
+                  *sorted(glob.glob(f"{pyenv}/versions/{pyenv_versions}/bin/python3"), reverse=True)]
+    for candidate in filter(None, candidates):
+        done = subprocess.run([candidate, "-c", f"import sys; print(bool({accepts}))"], capture_output=True, text=True)
+        if done.stdout.strip() == "True":
+            return candidate
+    return None
 
 
 def stop_process(process: subprocess.Popen | None, grace: float = 15) -> None:

@@ -3,7 +3,7 @@ who retry like the simulator's phone, and the table the drills fill in (printed 
 run and written to artifacts/chaos.md).
 
 The engines are the run's embedded PostgreSQL and Redis (bakery.engines), the same ones the web
-tier, the worker, beat and this process use: a drill SIGKILLs the real redis-server or postmaster
+tier, the worker, beat and this process use: a drill SIGKILLs the real valkey-server or postmaster
 and brings it back through bakery.engines, exactly as an operator restarting the engines would.
 """
 
@@ -86,7 +86,7 @@ def _kill(pid: int | None, what: str) -> None:
 
 
 def kill_redis() -> None:
-    _kill(engines.redis_pid(), "redis-server")
+    _kill(engines.redis_pid(), "valkey-server")
 
 
 def revive_redis() -> None:

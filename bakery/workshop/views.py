@@ -7,9 +7,11 @@ login is the only way in.
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from bakery.http import BakeryRequest, page_or_partial
@@ -41,16 +43,27 @@ def learners(request: BakeryRequest) -> HttpResponse:
 @staff_member_required
 def reset_learner(request: BakeryRequest, customer_id) -> HttpResponse:
     workshop_reset_learner(customer=get_object_or_404(Customer, pk=customer_id))
-    return _after_reset(request)
+    return _after_reset(request, page_number=request.POST.get("page"))
 
 
 @require_POST
 @staff_member_required
 def reset_room(request: BakeryRequest) -> HttpResponse:
-    workshop_reset_room()
-    return _after_reset(request)
+    """Resets as much of the room as fits in one answer and says how far it got ("Reset N of M
+    learners"): in the partial for htmx, as a message on the dashboard after the redirect."""
+    done = workshop_reset_room()
+    if done.finished:
+        said = f"Reset {done.reset} of {done.total} learners: every bakery in the room is empty."
+    else:
+        said = (f"Reset {done.reset} of {done.total} learners, then stopped to answer in time. "
+                "Press “Reset the whole room” again to reset the rest.")
+    if not request.htmx:
+        messages.add_message(request, messages.SUCCESS if done.finished else messages.WARNING, said)
+    return _after_reset(request, room_reset=said)
 
 
-def _after_reset(request: BakeryRequest) -> HttpResponse:
-    return page_or_partial(request, page=lambda: redirect("workshop-dashboard"), partial=LEARNERS,
-                           context=dashboard_context())
+def _after_reset(request: BakeryRequest, *, page_number=None, room_reset: str = "") -> HttpResponse:
+    page_number = page_number if str(page_number or "").isdigit() else None
+    if request.htmx:
+        return render(request, LEARNERS, {**dashboard_context(page_number), "room_reset": room_reset})
+    return redirect(reverse("workshop-dashboard") + (f"?page={page_number}" if page_number else ""))

@@ -13,12 +13,15 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from bakery.workshop import services
 from bakery.workshop.selectors import PAGE_SIZE
+from orders.models import Customer, Event, IdempotencyRecord, Order
 from tests.conftest import ARTIFACTS
 from tests.room import seed_learners
 
 LEARNERS = 20_000
 PARTIAL = "/workshop/learners/"
+ROOM_RESET = "/workshop/reset/"
 
 
 def totals_of(html: str) -> dict[str, str]:
@@ -81,3 +84,52 @@ def test_a_room_of_one_page_has_no_page_links(staff_client, cake):
     seed_learners(3, cake=cake)
     html = staff_client.get(PARTIAL).content.decode()
     assert rows_of(html) == 3 and "learner-pages" not in html
+
+
+def room_left() -> tuple[int, int, int, int]:
+    return (Order.objects.count(), Event.objects.exclude(customer=None).count(), IdempotencyRecord.objects.count(),
+            Customer.objects.exclude(last_scenario="").count())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reset_the_whole_room_of_20000_learners(staff_client, cake):
+    """One press resets a room of 20,000 on this machine in well under ROOM_RESET_SECONDS; on a busy
+    one a press may stop early and say so, and the facilitator presses again."""
+    seed_learners(LEARNERS, cake=cake)
+    token = staff_client.cookies["csrftoken"].value
+    started, presses, said = time.monotonic(), 0, ""
+    while "every bakery in the room is empty" not in said:
+        presses += 1
+        assert presses <= 5, said
+        response = staff_client.post(ROOM_RESET, {"csrfmiddlewaretoken": token})
+        assert response.status_code == 302 and response["Location"] == "/workshop/"
+        page = staff_client.get(response["Location"]).content.decode()
+        said = re.search(r'data-testid="room-reset">([^<]*)<', page).group(1)
+        if presses == 1:
+            assert re.match(rf"Reset \d+ of {LEARNERS} learners", said), said
+    seconds = time.monotonic() - started
+    record(f"reset the whole room at {LEARNERS} learners: {seconds:.1f} s in {presses} press(es)")
+
+    assert room_left() == (0, 0, 0, 0)
+    assert Customer.objects.count() == LEARNERS  # the learners stay, with empty bakeries
+    assert totals_of(page)["orders"] == "0"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_press_that_stops_early_says_how_far_it_got_and_the_next_press_continues(staff_client, cake, monkeypatch):
+    seed_learners(450, cake=cake, idempotent_share=1)
+    monkeypatch.setattr(services, "ROOM_RESET_SECONDS", 0)  # one batch a press
+    monkeypatch.setattr(services, "ROOM_RESET_BATCH", 200)
+    token = staff_client.cookies["csrftoken"].value
+
+    first = staff_client.post(ROOM_RESET, {"csrfmiddlewaretoken": token}, headers={"HX-Request": "true"})
+    said = re.search(r'data-testid="room-reset">([^<]*)<', first.content.decode()).group(1)
+    assert said.startswith("Reset 200 of 450 learners, then stopped") and "again" in said
+    assert Order.objects.values("customer").distinct().count() == 250  # whole learners reset, the rest untouched
+    assert IdempotencyRecord.objects.count() == 250
+
+    second = staff_client.post(ROOM_RESET, {"csrfmiddlewaretoken": token}, follow=True).content.decode()
+    assert "Reset 200 of 250 learners, then stopped" in second
+    third = staff_client.post(ROOM_RESET, {"csrfmiddlewaretoken": token}, follow=True).content.decode()
+    assert "Reset 50 of 50 learners: every bakery in the room is empty." in third
+    assert room_left() == (0, 0, 0, 0)

@@ -42,3 +42,10 @@ def test_a_page_link_swaps_the_learners_and_the_poll_stays_on_that_page(live_ser
     expect(rows).to_have_count(20)
     assert rows.first.get_attribute("data-learner") != first
     expect(pages.locator("[aria-current=page]")).to_have_text("3")
+
+    # "Reset the whole room": the browser confirms, the page says how far it got.
+    desk.once("dialog", lambda dialog: dialog.accept())
+    desk.get_by_role("button", name="Reset the whole room").click()
+    expect(desk.get_by_test_id("room-reset")).to_have_text(
+        f"Reset {2 * PAGE_SIZE + 20} of {2 * PAGE_SIZE + 20} learners: every bakery in the room is empty.")
+    expect(desk.locator('[data-total="orders"]')).to_have_text("0")

@@ -5,8 +5,8 @@ Idempotency-Key draft. It drives a small fixture whose handlers count their own 
 
 * ``POST /echo``: 201 with the request body and its Content-Type;
 * ``POST /status/{code}``: ``{code}`` with ``status:{code}`` as text/plain;
-* ``POST /slow?ms=N``: 200 ``slept:N`` after N ms;
-* ``POST /large?bytes=N``: 200 with N bytes of ``x``;
+* ``POST /slow?ms=N``: 200 ``slept:N`` after N ms (0 to 10,000);
+* ``POST /large?bytes=N``: 200 with N bytes of ``x`` (0 to 2 MiB);
 * ``GET /counter``: ``{"count": n}``, behind the layer, which must ignore a key on a GET;
 * ``POST /reset``: 204, the counter back to 0, outside the layer.
 
@@ -34,6 +34,7 @@ from rest_framework.parsers import BaseParser
 from orders.api import CustomerAPIView
 from orders.idempotent import KeyPolicy
 from orders.idempotent import idempotent as layer
+from orders.problems import ProblemError
 
 SCOPE = "conformance"
 KEY_HINT = ('Send a key of 1 to 255 printable characters, as an sf-string ("…") or bare, and the same key '
@@ -74,26 +75,32 @@ def status(request, code: int):
 
 def slow(request):
     _invoked(request)
-    milliseconds = _number(request.GET.get("ms"))
-    time.sleep(milliseconds / 1000)
+    time.sleep(_bounded(request, "ms") / 1000)
     return HttpResponse(f"slept:{request.GET.get('ms', '0')}", status=200, content_type="text/plain")
 
 
 def large(request):
     _invoked(request)
-    return HttpResponse(b"x" * int(_number(request.GET.get("bytes"))), status=200,
-                        content_type="application/octet-stream")
+    return HttpResponse(b"x" * _bounded(request, "bytes"), status=200, content_type="application/octet-stream")
 
 
 def counter(request):
     return JsonResponse({"count": int(_redis().get(_counter_name(request)) or 0)})
 
 
-def _number(text) -> float:
-    try:
-        return max(0.0, float(text or 0))
-    except ValueError:
-        return 0.0
+# The fixture's numbers are bounded: the vectors ask for 1500 ms and 1 MiB + 1 byte at most, and any
+# customer may call these routes, so an unbounded sleep or body would hold a web thread forever or grow
+# a worker by gigabytes. Each route that reads a number checks it before its guard runs (a bad one
+# neither counts as an invocation nor uses the key).
+BOUNDS = {"ms": 10_000, "bytes": 2 * 1024 * 1024}
+
+
+def _bounded(request, name: str) -> int:
+    """The query parameter ``name`` as a whole number from 0 to ``BOUNDS[name]``, or a 400 problem."""
+    text = request.GET.get(name) or "0"
+    if not (text.isascii() and text.isdigit() and len(text) <= 12 and int(text) <= BOUNDS[name]):
+        raise ProblemError("invalid-request", f"{name} must be a whole number from 0 to {BOUNDS[name]}.")
+    return int(text)
 
 
 # --- the bakery's layer over HTTP ----------------------------------------------------------------
@@ -143,10 +150,12 @@ def fixture_urls(guard=idempotent, base=CustomerAPIView, wrap_view=None) -> list
     ``wrap_view`` wraps each finished view (for a package that marks views with a decorator).
     """
 
-    def route(pattern: str, handler, method: str):
+    def route(pattern: str, handler, method: str, numbers: tuple[str, ...] = ()):
         guarded = guard(handler)
 
         def serve(self, request, **kwargs):
+            for name in numbers:
+                _bounded(request, name)
             return guarded(request, **kwargs)
 
         members = {method: serve, "parser_classes": [AnyBody]}
@@ -157,8 +166,8 @@ def fixture_urls(guard=idempotent, base=CustomerAPIView, wrap_view=None) -> list
         path("reset", Reset.as_view()),
         route("echo", echo, "post"),
         route("status/<int:code>", status, "post"),
-        route("slow", slow, "post"),
-        route("large", large, "post"),
+        route("slow", slow, "post", numbers=("ms",)),
+        route("large", large, "post", numbers=("bytes",)),
         route("counter", counter, "get"),
     ]
 

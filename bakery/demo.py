@@ -177,13 +177,20 @@ def debug_refusal(host: str) -> str | None:
     return None
 
 
-def facilitator_shown(login: Login | None) -> str:
-    """The facilitator's login as this terminal alone shows it (the password is this install's own)."""
+PASSWORD_COMMAND = ".venv/bin/python manage.py facilitator_password"
+
+
+def facilitator_shown(login: Login | None, *, host: str) -> str:
+    """The facilitator's login as the banner shows it. Serving the room (any host but loopback), the
+    terminal is likely on the projector, two lines under the QR code: the password stays off it, and
+    the banner says which command prints it in the operator's own terminal."""
     if login is None or login.password is None:
-        return ("password changed in the admin; `.venv/bin/python manage.py facilitator_password --reset` "
-                "makes a new one")
+        return f"password changed in the admin; `{PASSWORD_COMMAND} --reset` makes a new one"
+    if host not in LOOPBACK:
+        return (f"user {login.username!r}  (the password is not shown to the room: "
+                f"`{PASSWORD_COMMAND}` prints it in your own terminal)")
     return (f"user {login.username!r}  password {login.password!r}  (this install's own; "
-            "`manage.py facilitator_password` prints it again)")
+            f"`{PASSWORD_COMMAND}` prints it again)")
 
 
 def banner(args, logs: dict[str, Path], env: dict, plan: connections.Plan, login: Login | None = None) -> list[str]:
@@ -194,7 +201,7 @@ def banner(args, logs: dict[str, Path], env: dict, plan: connections.Plan, login
         lines.append(f"  Learners: scan this or open {url} on the room's Wi-Fi")
         lines += qr_terminal(url).rstrip("\n").splitlines()
         lines.append(f"  Facilitator dashboard: {url}workshop/ (staff login)")
-    lines.append(f"  Facilitator login: {url}admin/  {facilitator_shown(login)}")
+    lines.append(f"  Facilitator login: {url}admin/  {facilitator_shown(login, host=args.host)}")
     lines.append(f"  PostgreSQL connections: at most {plan.peak} of the {plan.allowed} available "
                  f"({args.web_workers} web workers x {plan.web_pool} pooled).")
     lines.append(f"  Metrics (staff or METRICS_ALLOWED_IPS): {url}metrics")

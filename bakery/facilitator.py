@@ -4,7 +4,8 @@ The password is never in the repository. ``DEMO_ADMIN_PASSWORD`` sets it (docker
 it from the ``.env`` file); otherwise the first ``load_initial_data`` makes a random one and keeps
 it in the data folder (``facilitator.json``, mode 0600), one entry per database (the demo's and
 the bench's share a data folder), where ``manage.py facilitator_password`` reads it; the demo's
-banner prints what that command prints. ``manage.py facilitator_password --reset`` makes a new one.
+banner prints it too, but only when it serves loopback alone (serving the room, it is projected).
+``manage.py facilitator_password --reset`` makes a new one.
 """
 
 from __future__ import annotations

@@ -31,4 +31,5 @@ if settings.CONFORMANCE_FIXTURE:
     urlpatterns.append(path("conformance/", include("bakery.conformance")))
 
 handler404 = "bakery.storefront.views.page_not_found"
+handler400 = "orders.problems.bad_request"
 handler500 = "orders.problems.server_error"

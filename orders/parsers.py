@@ -23,7 +23,8 @@ class UnstorableBody(ParseError):
     """Valid JSON that the bakery refuses: too deep, or text PostgreSQL and UTF-8 cannot carry."""
 
 
-def _text_problem(text: str) -> str | None:
+def text_problem(text: str) -> str | None:
+    """What makes ``text`` unstorable in PostgreSQL or unencodable as UTF-8, or None when it is fine."""
     if "\x00" in text:
         return "contains a NUL character (\\u0000)"
     try:
@@ -41,12 +42,12 @@ def check_storable(data) -> None:
         if depth > MAX_DEPTH:
             raise UnstorableBody(f"The body nests more than {MAX_DEPTH} levels deep (at {path}).")
         if isinstance(value, str):
-            problem = _text_problem(value)
+            problem = text_problem(value)
             if problem:
                 raise UnstorableBody(f"The text at {path} {problem}.")
         elif isinstance(value, dict):
             for key, item in value.items():
-                problem = _text_problem(key)
+                problem = text_problem(key)
                 if problem:
                     raise UnstorableBody(f"A field name in {path} {problem}.")
                 stack.append((item, f"{path}.{key}" if path != "body" else key, depth + 1))

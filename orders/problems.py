@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 
+from django.core.exceptions import BadRequest, RequestDataTooBig
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.http import require_GET
 from rest_framework import exceptions
@@ -205,6 +207,26 @@ def server_error(request) -> HttpResponse:
         return problem("server-error", "Something went wrong in the bakery. Nothing was half-written: "
                                        "retry with the same Idempotency-Key.")
     return render(request, "500.html", status=500)
+
+
+def bad_request(request, exception=None) -> HttpResponse:
+    """handler400: a request Django would not read (a form body not in UTF-8, too many fields, a
+    forged Host) gets a 400, or a 413 for a body over DATA_UPLOAD_MAX_MEMORY_SIZE.
+
+    Django's own 400 view wears ``requires_csrf_token``, whose CSRF check reads the form again and
+    raises again: a 500. This one reads nothing of the request but its path (no body, no form, no
+    Host), and renders its page without the request's context.
+    """
+    if isinstance(exception, RequestDataTooBig):
+        slug, detail = "body-too-large", "The request body is over 64 KiB."
+    elif isinstance(exception, BadRequest):  # Django's own words, e.g. "… must be UTF-8 encoded."
+        slug, detail = "invalid-request", str(exception)
+    else:
+        slug, detail = "invalid-request", "The bakery could not read this request."
+    if request.path.startswith(API_PREFIX):
+        return problem(slug, detail)
+    status = PROBLEMS[slug][0]
+    return HttpResponse(render_to_string("400.html", {"status": status, "detail": detail}), status=status)
 
 
 @require_GET

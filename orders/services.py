@@ -15,12 +15,14 @@ from orders.models import Customer, Event, IdempotencyRecord, Order, OrderItem
 from orders.outbox import enqueue
 
 
-def _hold_customer_alone(customer: Customer) -> None:
-    """The customer's transaction-scoped advisory lock, exclusively. Every order INSERT takes it
-    shared, in a trigger (migration 0006), so a reset never runs while one of the customer's
-    orders is half-placed, and an order placed during a reset is placed after it."""
+def _hold_customers_alone(customer_ids: list) -> None:
+    """The customers' transaction-scoped advisory locks, exclusively, taken in id order (so two resets
+    of overlapping customers never deadlock). Every order INSERT takes its customer's lock shared, in a
+    trigger (migration 0006), so a reset never runs while one of the customer's orders is half-placed,
+    and an order placed during a reset is placed after it."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(orders_customer_lock_key(%s))", [customer.pk])
+        cursor.execute("SELECT count(pg_advisory_xact_lock(orders_customer_lock_key(id))) "
+                       "FROM (SELECT unnest(%s::uuid[]) AS id ORDER BY 1) AS customers", [customer_ids])
 
 
 # No savepoint of its own: inside a caller's transaction (the idempotency layer's) a failure
@@ -33,7 +35,7 @@ def order_place(*, customer: Customer, items: list[dict], note: str = "", idempo
     ``items`` are ``{"cake": Cake, "quantity": int}``. The first fulfilment task is written to the
     outbox in this same transaction, so an order can never exist without its payment step.
     Returns the order and its items as written, so a caller can answer without reading them back.
-    The order's INSERT takes the customer's lock shared (see ``_hold_customer_alone``).
+    The order's INSERT takes the customer's lock shared (see ``_hold_customers_alone``).
     """
     total = sum((line["cake"].price * line["quantity"] for line in items), Decimal("0"))
     order = Order.objects.create(
@@ -62,9 +64,15 @@ def customer_set_idempotency(*, customer: Customer, enabled: bool) -> Customer:
     return customer
 
 
-@transaction.atomic
 def customer_reset(*, customer: Customer) -> None:
-    """"Reset my bakery": forget this customer's orders, charges, invoices, emails, keys and events.
+    """"Reset my bakery": forget this customer's orders, charges, invoices, emails, keys and events."""
+    customers_reset(customer_ids=[customer.pk])
+
+
+@transaction.atomic
+def customers_reset(*, customer_ids) -> None:
+    """Reset these customers' bakeries (see :func:`customer_reset`) in one transaction. It takes one
+    lock per customer: a caller with thousands resets them in batches, a transaction each.
 
     Charges, invoices and emails go with their orders (ON DELETE CASCADE). The fake provider's
     ledger is another company's and is left alone, as a real provider's would be.
@@ -74,8 +82,10 @@ def customer_reset(*, customer: Customer) -> None:
     as long as it writes about it, so the reset waits for a running step and deletes what it
     wrote, and a step that starts meanwhile finds no order and does nothing (payments/services.py).
     """
-    _hold_customer_alone(customer)
-    list(Order.objects.filter(customer=customer).select_for_update().order_by("id").values_list("id", flat=True))
-    Event.objects.filter(customer=customer).delete()
-    IdempotencyRecord.objects.filter(owner=str(customer.pk)).delete()
-    customer.orders.all().delete()
+    ids = sorted(set(customer_ids))
+    _hold_customers_alone(ids)
+    orders = Order.objects.filter(customer_id__in=ids)
+    list(orders.select_for_update().order_by("id").values_list("id", flat=True))
+    Event.objects.filter(customer_id__in=ids).delete()
+    IdempotencyRecord.objects.filter(owner__in=[str(customer_id) for customer_id in ids]).delete()
+    orders.delete()

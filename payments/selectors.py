@@ -1,16 +1,16 @@
 """Per-customer counts across the order core and the back office: the one place they are computed.
 
 The kitchen panel shows one customer's; the workshop dashboard shows every active learner's and
-sums them for the room. Both read :func:`counts_by_customer`, in a fixed number of queries however
-many customers are asked for.
+sums them for the room. Both are the same aggregates (:func:`_counters`), grouped by customer for
+:func:`counts_by_customer` and summed in PostgreSQL for :func:`counts_total`, in a fixed number of
+queries however many customers are asked for.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, fields
 
-from django.db.models import Count, Sum
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -45,67 +45,70 @@ class Counts:
             setattr(self, counter.name, getattr(self, counter.name) + getattr(other, counter.name))
 
 
+def _counters(customers) -> list[tuple]:
+    """Every counter as ``(rows, customer, {counter: aggregate})``: the rows of the given customers
+    (a list of ids or a queryset of them, which stays a subquery), the path from a row to its
+    customer, and what to aggregate. Grouped by customer or summed over all, it is the same SQL."""
+    prevented = Q(kind__in=PREVENTED_KINDS)
+    return [
+        (Order.objects.filter(customer_id__in=customers), "customer_id", {"orders": Count("id")}),
+        (OrderItem.objects.filter(order__customer_id__in=customers), "order__customer_id",
+         {"cakes": Sum("quantity")}),
+        (_duplicate_orders(customers), "customer_id", {"duplicate_cakes": Sum("items__quantity")}),
+        (Charge.objects.filter(status=Charge.Status.SUCCEEDED, order__customer_id__in=customers),
+         "order__customer_id", {"charges": Count("id")}),
+        (Invoice.objects.filter(order__customer_id__in=customers), "order__customer_id", {"invoices": Count("id")}),
+        (EmailReceipt.objects.filter(order__customer_id__in=customers), "order__customer_id", {"emails": Count("id")}),
+        # A back-office step may label its event with the order only; the order still names the customer.
+        # A redelivered step leaves a layer REPLAY (or a 409 first) *and* one DEDUPE naming what it
+        # skipped; counting only the DEDUPE counts each prevented duplicate once.
+        (Event.objects.filter(prevented).annotate(learner=Coalesce("customer_id", "order__customer_id"))
+         .filter(learner__in=customers), "learner", {
+             "replays": Count("id", filter=Q(source="api", kind=Event.Kind.REPLAY)),
+             "conflicts": Count("id", filter=Q(source="api", kind=Event.Kind.CONFLICT)),
+             "dedupes": Count("id", filter=~Q(source="api") & Q(kind=Event.Kind.DEDUPE)),
+         }),
+    ]
+
+
+def _duplicate_orders(customers):
+    """Orders that baked again for an intent already baked: an unguarded order whose customer already
+    had an unguarded order with the same key (earlier, or as early with a smaller id).
+
+    With idempotency off the server ignores the key for deduplication but still stores it, so the
+    key is exactly what tells "the customer wanted one" apart from "the customer wanted two".
+    """
+    unguarded = Order.objects.filter(idempotent=False, idempotency_key__isnull=False)
+    earlier = unguarded.filter(customer_id=OuterRef("customer_id"), idempotency_key=OuterRef("idempotency_key")).filter(
+        Q(created_at__lt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), id__lt=OuterRef("id")))
+    return unguarded.filter(customer_id__in=customers).filter(Exists(earlier))
+
+
 def counts_by_customer(customer_ids) -> dict:
     """``{customer_id: Counts}`` for the given customers (every one of them, zeros included)."""
     ids = list(customer_ids)
     counts = {customer_id: Counts() for customer_id in ids}
     if not ids:
         return counts
-    for item in Order.objects.filter(customer_id__in=ids).values("customer_id").annotate(n=Count("id")):
-        counts[item["customer_id"]].orders = item["n"]
-    cakes = OrderItem.objects.filter(order__customer_id__in=ids).values("order__customer_id")
-    for item in cakes.annotate(n=Sum("quantity")):
-        counts[item["order__customer_id"]].cakes = item["n"] or 0
-    for customer_id, extra in duplicate_cakes_by_customer(ids).items():
-        counts[customer_id].duplicate_cakes = extra
-    done = {
-        "charges": Charge.objects.filter(status=Charge.Status.SUCCEEDED),
-        "invoices": Invoice.objects.all(),
-        "emails": EmailReceipt.objects.all(),
-    }
-    for counter, rows in done.items():
-        for item in rows.filter(order__customer_id__in=ids).values("order__customer_id").annotate(n=Count("id")):
-            setattr(counts[item["order__customer_id"]], counter, item["n"])
-    # A back-office step may label its event with the order only; the order still names the customer.
-    prevented = (
-        Event.objects.filter(kind__in=PREVENTED_KINDS)
-        .annotate(learner=Coalesce("customer_id", "order__customer_id"))
-        .filter(learner__in=ids)
-        .values("learner", "kind", "source")
-        .annotate(n=Count("id"))
-    )
-    for item in prevented:
-        row = counts[item["learner"]]
-        if item["source"] != "api":
-            # A redelivered step leaves a layer REPLAY (or a 409 first) *and* one DEDUPE naming what
-            # it skipped; counting only the DEDUPE counts each prevented duplicate once.
-            row.dedupes += item["n"] if item["kind"] == Event.Kind.DEDUPE else 0
-        elif item["kind"] == Event.Kind.REPLAY:
-            row.replays += item["n"]
-        elif item["kind"] == Event.Kind.CONFLICT:
-            row.conflicts += item["n"]
+    for rows, customer, aggregates in _counters(ids):
+        for item in rows.order_by().values(customer).annotate(**aggregates):
+            for counter in aggregates:
+                setattr(counts[item[customer]], counter, item[counter] or 0)
     return counts
 
 
-def duplicate_cakes_by_customer(customer_ids) -> dict:
-    """Cakes baked again for an intent already baked: unguarded orders sharing a key, minus the first.
+def counts_total(customers) -> Counts:
+    """The counts of all ``customers`` (a queryset of ids) summed in PostgreSQL, however many they are."""
+    total = Counts()
+    for rows, _customer, aggregates in _counters(customers):
+        for counter, value in rows.order_by().aggregate(**aggregates).items():
+            setattr(total, counter, value or 0)
+    return total
 
-    With idempotency off the server ignores the key for deduplication but still stores it, so the
-    key is exactly what tells "the customer wanted one" apart from "the customer wanted two".
-    """
-    rows = (
-        Order.objects.filter(customer_id__in=customer_ids, idempotent=False, idempotency_key__isnull=False)
-        .annotate(cakes=Coalesce(Sum("items__quantity"), 0))
-        .order_by("created_at", "id")
-        .values_list("customer_id", "idempotency_key", "cakes")
-    )
-    seen: set = set()
-    duplicates: dict = defaultdict(int)
-    for customer_id, key, cakes in rows:
-        if (customer_id, key) in seen:
-            duplicates[customer_id] += cakes
-        seen.add((customer_id, key))
-    return duplicates
+
+def customers_with_duplicates(customers) -> int:
+    """How many of ``customers`` (a queryset of ids) had a cake baked twice."""
+    return _duplicate_orders(customers).order_by().values("customer_id").distinct().count()
 
 
 def fulfilment_backlog(*, now=None) -> dict:

@@ -17,7 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection, connections
+from django.test import Client
 from rest_framework.test import APIClient
 
 from bakery.client import CSRF_COOKIE, ME_PATH, ORDERS_PATH, order_body, order_headers
@@ -78,6 +80,16 @@ class BakeryClient(APIClient):
 def customer_client(db):
     client = BakeryClient()
     client.start()
+    return client
+
+
+@pytest.fixture
+def staff_client(db):
+    """The facilitator, logged in, with CSRF checked as a browser has it (the csrftoken cookie is set)."""
+    user = get_user_model().objects.create_user("facilitator", password="pw-12345678", is_staff=True)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    assert client.get("/workshop/").status_code == 200  # also sets the csrftoken cookie
     return client
 
 

@@ -7,9 +7,11 @@ login is the only way in.
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from bakery.http import BakeryRequest, page_or_partial
@@ -25,31 +27,43 @@ LEARNERS = "workshop/_learners.html"
 @staff_member_required
 def dashboard(request: BakeryRequest) -> HttpResponse:
     url, warning = room_url(request)
-    context = {**dashboard_context(), "room_url": url, "room_warning": warning, "room_qr": qr_svg(url)}
+    context = {**dashboard_context(request.GET.get("page")), "room_url": url, "room_warning": warning,
+               "room_qr": qr_svg(url)}
     return page_or_partial(request, page="workshop/dashboard.html", partial=LEARNERS, context=context)
 
 
 @require_GET
 @staff_member_required
 def learners(request: BakeryRequest) -> HttpResponse:
-    """The live part of the dashboard, polled by htmx; a plain page of its own without JS."""
-    return render(request, LEARNERS, dashboard_context())
+    """The live part of the dashboard (one page of learners), polled by htmx; a plain page of its own without JS."""
+    return render(request, LEARNERS, dashboard_context(request.GET.get("page")))
 
 
 @require_POST
 @staff_member_required
 def reset_learner(request: BakeryRequest, customer_id) -> HttpResponse:
     workshop_reset_learner(customer=get_object_or_404(Customer, pk=customer_id))
-    return _after_reset(request)
+    return _after_reset(request, page_number=request.POST.get("page"))
 
 
 @require_POST
 @staff_member_required
 def reset_room(request: BakeryRequest) -> HttpResponse:
-    workshop_reset_room()
-    return _after_reset(request)
+    """Resets as much of the room as fits in one answer and says how far it got ("Reset N of M
+    learners"): in the partial for htmx, as a message on the dashboard after the redirect."""
+    done = workshop_reset_room()
+    if done.finished:
+        said = f"Reset {done.reset} of {done.total} learners: every bakery in the room is empty."
+    else:
+        said = (f"Reset {done.reset} of {done.total} learners, then stopped to answer in time. "
+                "Press “Reset the whole room” again to reset the rest.")
+    if not request.htmx:
+        messages.add_message(request, messages.SUCCESS if done.finished else messages.WARNING, said)
+    return _after_reset(request, room_reset=said)
 
 
-def _after_reset(request: BakeryRequest) -> HttpResponse:
-    return page_or_partial(request, page=lambda: redirect("workshop-dashboard"), partial=LEARNERS,
-                           context=dashboard_context())
+def _after_reset(request: BakeryRequest, *, page_number=None, room_reset: str = "") -> HttpResponse:
+    page_number = page_number if str(page_number or "").isdigit() else None
+    if request.htmx:
+        return render(request, LEARNERS, {**dashboard_context(page_number), "room_reset": room_reset})
+    return redirect(reverse("workshop-dashboard") + (f"?page={page_number}" if page_number else ""))

@@ -3,6 +3,7 @@ a Celery worker and beat, orders placed over HTTP, and what its terminal shows."
 
 from __future__ import annotations
 
+import argparse
 import os
 import pty
 import re
@@ -19,8 +20,10 @@ import psutil
 import pytest
 
 from bakery.client import CSRF_COOKIE, CSRF_HEADER, KEY_HEADER, ME_PATH, ORDERS_PATH, order_body
-from bakery.demo import Screen
+from bakery.connections import Plan
+from bakery.demo import Screen, banner
 from bakery.engines import free_port
+from bakery.facilitator import Login
 from tests.conftest import ARTIFACTS, ROOT
 
 pytestmark = [pytest.mark.worker]
@@ -112,10 +115,13 @@ def demo():
 
 def test_the_demo_terminal_shows_the_banner_then_one_line_per_thing_that_matters(demo):
     demo.wait_for(r"^  What happens, one line each:$", timeout=START_SECONDS)
-    # The banner shows this install's own facilitator login, the one the command prints.
+    # Serving the room, the banner (on the projector) names the facilitator but not the password: it
+    # says which command prints it, and that command, run in the operator's own terminal, does.
     login = r"user '(\w+)'  password '([^']+)'"
-    printed = re.search(login, demo.manage("manage.py", "facilitator_password")).groups()
-    assert re.search(login, demo.text()).groups() == printed
+    user, password = re.search(login, demo.manage("manage.py", "facilitator_password")).groups()
+    assert password not in demo.text()
+    assert f"user '{user}'  (the password is not shown to the room: " \
+           "`.venv/bin/python manage.py facilitator_password` prints it in your own terminal)" in demo.text()
     # Ready means ready: the web answers and the worker is already fulfilling orders.
     shopper = Customer(demo.url)
     key = uuid.uuid4()
@@ -152,7 +158,7 @@ def test_the_demo_terminal_shows_the_banner_then_one_line_per_thing_that_matters
     banner, story = terminal.split("  What happens, one line each:\n")
     assert "Freed's Bakery is open at http://" in banner
     assert "Learners: scan this or open" in banner and "▀" in banner  # the room's QR code
-    assert "Facilitator login:" in banner and "password" in banner
+    assert "Facilitator login:" in banner and password not in banner
     assert f"Logs: {demo.data}/logs/{{web,worker,beat,story}}.log" in banner
     assert terminal.count("Freed's Bakery is open at") == 1
     story_lines = [line for line in story.splitlines() if line.strip()]
@@ -175,6 +181,19 @@ def test_the_demo_terminal_shows_the_banner_then_one_line_per_thing_that_matters
     assert "[tasks]" in worker_log and "payments.relay_outbox" in worker_log
     assert "POST /api/orders/" in (logs / "web.log").read_text()
     assert (logs / "story.log").read_text().count("\n") == len(told)
+
+
+@pytest.mark.parametrize("host, shown", [("127.0.0.1", True), ("localhost", True), ("0.0.0.0", False),
+                                         ("192.168.1.20", False)])
+def test_the_banner_shows_the_password_on_loopback_only(host, shown):
+    args = argparse.Namespace(host=host, port=8000, web_workers=2)
+    login = Login("admin", "s3cret-pw", "data folder")
+    lines = banner(args, {}, {}, Plan(web_pool=8, peak=30, allowed=90), login=login)
+    login_line = next(line for line in lines if "Facilitator login:" in line)
+    assert ("s3cret-pw" in "\n".join(lines)) is shown
+    assert "user 'admin'" in login_line and "manage.py facilitator_password" in login_line
+    if not shown:
+        assert "prints it in your own terminal" in login_line
 
 
 def test_on_a_terminal_the_banner_stays_pinned_and_the_story_scrolls_beneath_it(monkeypatch, tmp_path):

@@ -29,15 +29,6 @@ def learner_reset_url(customer_id) -> str:
     return f"/workshop/learners/{customer_id}/reset/"
 
 
-@pytest.fixture
-def staff_client(db):
-    user = get_user_model().objects.create_user("facilitator", password="pw-12345678", is_staff=True)
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(user)
-    assert client.get(DASHBOARD).status_code == 200  # also sets the csrftoken cookie
-    return client
-
-
 def staff_post(client: Client, url: str, **extra):
     return client.post(url, {"csrfmiddlewaretoken": client.cookies["csrftoken"].value}, **extra)
 

@@ -1,5 +1,7 @@
 """Property-based fuzzing of what a browser or a script can send: no input makes a 5xx, every API error is
-problem+json, and a failed request leaves no partial data behind.
+problem+json, and a failed request leaves no partial data behind. Form posts go to every path that takes
+a form (in odd charsets, multipart or not, with NULs and lone surrogates), and the facilitator's admin
+gets list filters, lookups and searches of the same text.
 
 Hypothesis draws bodies (orders that are nearly right, arbitrary JSON, NULs and lone surrogates,
 deep nesting, raw bytes), headers (good, reused and broken keys, content types, the tunnel) and
@@ -148,3 +150,108 @@ def test_no_url_or_cookie_makes_a_5xx(cake, prefix, tail, query, session, htmx):
     assert response.status_code < 500
     if prefix.startswith("/api/") and response.status_code >= 400:
         assert response["Content-Type"] == "application/problem+json"
+
+
+# --- forms and the admin's list filters ------------------------------------------------------------
+
+FORM_PATHS = ["/reset/", "/compare/start/", "/admin/login/", "/admin/logout/", "/workshop/reset/",
+              "/workshop/learners/{learner}/reset/", "/admin/orders/cake/add/",
+              "/admin/orders/customer/{learner}/change/", "/admin/password_change/", "/api/problems/", "/api/orders/",
+              "/api/me/"]
+FIELD_NAMES = ["next", "username", "password", "name", "slug", "price", "position", "page", "label", "q",
+               "last_scenario", "idempotency_enabled", "old_password", "new_password1", "_save"]
+form_fields = st.lists(st.tuples(st.one_of(st.sampled_from(FIELD_NAMES), texts), texts), max_size=6)
+charsets = st.sampled_from([None, "utf-8", "UTF-8", "ascii", "latin-1", "utf-16", "utf-32", "cp1252", "nonsense", ""])
+forms = st.fixed_dictionaries({
+    "path": st.sampled_from(FORM_PATHS), "fields": form_fields, "charset": charsets,
+    "multipart": st.booleans(), "raw": st.booleans(), "token": st.booleans(),
+    "who": st.sampled_from(["staff", "learner"]),
+})
+
+
+def percent_encoded_text(text: str) -> str:
+    return percent_encoded(text.encode("utf-8", "surrogatepass"))  # a lone surrogate as its (invalid) bytes
+
+
+def form_body(fields, *, multipart: bool, raw: bool) -> bytes:
+    if multipart:
+        parts = [b'--BoUnDaRy\r\nContent-Disposition: form-data; name="' + name.encode("utf-8", "surrogatepass")
+                 + b'"\r\n\r\n' + value.encode("utf-8", "surrogatepass") + b"\r\n" for name, value in fields]
+        return b"".join(parts) + b"--BoUnDaRy--\r\n"
+    if raw:  # the text as it is, NULs and all, unescaped
+        return "&".join(f"{name}={value}" for name, value in fields).encode("utf-8", "surrogatepass")
+    return "&".join(f"{percent_encoded_text(name)}={percent_encoded_text(value)}" for name, value in fields).encode()
+
+
+def room_state() -> tuple:
+    from django.contrib.auth import get_user_model
+
+    from orders.models import Cake, Customer, Event
+
+    return (*snapshot(), Cake.objects.count(), Customer.objects.exclude(last_scenario="").count(),
+            Customer.objects.count(), Event.objects.count(), get_user_model().objects.count())
+
+
+@pytest.fixture
+def admin_and_learner(room, django_user_model):
+    superuser = django_user_model.objects.create_superuser("facilitator", "f@example.com", "pw-12345678")
+    return superuser, room[0]
+
+
+@FUZZ
+@given(form=forms)
+def test_no_form_post_makes_a_5xx_or_partial_data(admin_and_learner, form):
+    superuser, learner = admin_and_learner
+    if form["who"] == "staff":
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(superuser)
+        client.get("/workshop/")  # the csrftoken cookie
+    else:
+        client = learner
+    fields = list(form["fields"])
+    token = client.cookies["csrftoken"].value
+    if form["token"]:
+        fields.append(("csrfmiddlewaretoken", token))
+    content_type = ("multipart/form-data; boundary=BoUnDaRy" if form["multipart"]
+                    else "application/x-www-form-urlencoded")
+    if form["charset"] is not None:
+        content_type += f"; charset={form['charset']}"
+    path = form["path"].format(learner=learner.customer_id)
+    before = room_state()
+    response = client.generic("POST", path, form_body(fields, multipart=form["multipart"], raw=form["raw"]),
+                              content_type=content_type, headers={"X-CSRFToken": token} if form["token"] else {})
+    assert response.status_code < 500, (path, response.status_code, response.content[:300])
+    if response.status_code >= 400:
+        assert room_state() == before, (path, response.status_code)
+    if path.startswith("/api/") and response.status_code >= 400:
+        assert response["Content-Type"] == "application/problem+json"
+    assert_every_order_is_whole()
+
+
+# Each changelist with the parameters it takes (list filters, lookups on its fields, search, order, page).
+CHANGELISTS = {
+    "/admin/orders/event/": ["kind", "source", "key", "customer__id__exact", "created_at__gte", "id__in"],
+    "/admin/orders/order/": ["status", "idempotent__exact", "idempotency_key", "note", "id__in"],
+    "/admin/orders/customer/": ["last_scenario", "label", "idempotency_enabled__exact"],
+    "/admin/payments/charge/": ["status", "provider_charge_id", "q"],
+    "/admin/orders/idempotencyrecord/": ["scope", "owner", "key"],
+    "/admin/orders/cake/": ["q", "slug", "name__contains"],
+    "/admin/orders/outboxmessage/": ["task", "dispatched_at__isnull", "last_error"],
+    "/admin/payments/invoice/": ["q"],
+    "/admin/payments/providercharge/": ["q", "idempotency_key"],
+}
+COMMON = ["o", "p", "e", "all", "_changelist_filters"]
+
+
+@FUZZ
+@given(data=st.data())
+def test_no_admin_list_filter_makes_a_5xx(admin_and_learner, data):
+    superuser, _learner = admin_and_learner
+    changelist = data.draw(st.sampled_from(sorted(CHANGELISTS)))
+    names = st.one_of(st.sampled_from(CHANGELISTS[changelist]), st.sampled_from(COMMON), texts)
+    params = data.draw(st.lists(st.tuples(names, texts), min_size=1, max_size=3))
+    client = Client()
+    client.force_login(superuser)
+    query = "&".join(f"{percent_encoded_text(name)}={percent_encoded_text(value)}" for name, value in params)
+    response = client.get(f"{changelist}?{query}")
+    assert response.status_code < 500, (changelist, query, response.status_code)

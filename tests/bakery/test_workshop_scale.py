@@ -7,16 +7,18 @@ The room is made with bulk SQL (tests/room.py). The figures go to artifacts/work
 from __future__ import annotations
 
 import re
+import threading
 import time
+import uuid
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from bakery.workshop import services
 from bakery.workshop.selectors import PAGE_SIZE
 from orders.models import Customer, Event, IdempotencyRecord, Order
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, BakeryClient
 from tests.room import seed_learners
 
 LEARNERS = 20_000
@@ -133,3 +135,43 @@ def test_a_press_that_stops_early_says_how_far_it_got_and_the_next_press_continu
     third = staff_client.post(ROOM_RESET, {"csrfmiddlewaretoken": token}, follow=True).content.decode()
     assert "Reset 50 of 50 learners: every bakery in the room is empty." in third
     assert room_left() == (0, 0, 0, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_room_reset_and_orders_placed_meanwhile_take_turns(cake, settings):
+    """Learners keep ordering while the room is reset a few at a time: every order is answered 201, and
+    each one was either wiped whole by the reset or placed after it and left whole."""
+    settings.ORDER_THROTTLE_RATE = settings.ORDER_BURST_RATE = "off"
+    seed_learners(60, cake=cake)
+    shoppers = [BakeryClient() for _ in range(4)]
+    for shopper in shoppers:
+        shopper.start()
+    answers, resetting = [], threading.Event()
+
+    def keep_ordering(shopper):
+        try:
+            while not resetting.is_set():
+                answers.append(shopper.order(uuid.uuid4()).status_code)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=keep_ordering, args=(shopper,)) for shopper in shoppers]
+    for thread in threads:
+        thread.start()
+    try:
+        while len(answers) < 8:
+            time.sleep(0.01)
+        done = services.workshop_reset_room(batch=5)
+    finally:
+        resetting.set()
+        for thread in threads:
+            thread.join(30)
+
+    assert done.finished and done.total >= 60
+    assert answers and set(answers) == {201}, answers
+    for order in Order.objects.all():  # what is left is whole: its items and its key's record
+        assert order.items.exists(), order
+        assert IdempotencyRecord.objects.filter(owner=str(order.customer_id), key=str(order.idempotency_key)).exists()
+    orphans = IdempotencyRecord.objects.exclude(key__in=[str(k) for k in Order.objects.values_list("idempotency_key",
+                                                                                                   flat=True)])
+    assert not orphans.exists()

@@ -1,9 +1,64 @@
+"""The ASGI application `make demo` serves (gunicorn with uvicorn's h11 worker).
+
+Under ASGI a tunnel hold is an ``asyncio.sleep`` (bakery.storefront.tunnel.TunnelHoldMiddleware):
+it costs no thread and no database connection, so a room of hundreds waits side by side.
+"""
+
 import os
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 from bakery import engines
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bakery.settings")
 engines.start()
-application = get_asgi_application()
+
+
+class BoundedRequestBody:
+    """Read a request body with no Content-Length (``Transfer-Encoding: chunked``) for Django, at
+    most DATA_UPLOAD_MAX_MEMORY_SIZE + 1 bytes, and state its length.
+
+    Django reads exactly CONTENT_LENGTH bytes of a body, so without one it would see an empty
+    body (an order would be refused as "items required"), and its ASGI handler would first spool
+    however much the client sends. A longer body keeps a length over the limit, so Django refuses
+    it exactly as it refuses a long body with a Content-Length (413); the rest is read and dropped
+    as it comes, never kept. bakery.wsgi does the same for gunicorn's WSGI workers.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or any(name == b"content-length" for name, _ in scope["headers"]):
+            return await self.app(scope, receive, send)
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1
+        chunks, size, more, disconnected = [], 0, True, False
+        while more and size < limit:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnected = True
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+        body = b"".join(chunks)[:limit]
+        given = False
+
+        async def replay():
+            nonlocal given
+            if disconnected:
+                return {"type": "http.disconnect"}
+            if not given:
+                given = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            while True:  # Django waits here for the client to go: drop what is left of a giant body
+                message = await receive()
+                if message["type"] != "http.request":
+                    return message
+
+        headers = [*scope["headers"], (b"content-length", str(len(body)).encode())]
+        return await self.app({**scope, "headers": headers}, replay, send)
+
+
+application = BoundedRequestBody(get_asgi_application())

@@ -122,7 +122,8 @@ def celery_worker(transactional_db):
 
 
 class BakeryServer(GunicornProcess):
-    """The real web tier: gunicorn with several worker processes on a free port, on the test database.
+    """The real web tier as `make demo` runs it (ASGI: gunicorn with uvicorn's worker, bakery.asgi),
+    with several worker processes on a free port, on the test database.
 
     Each worker process has its own database connections, so requests racing here race in
     PostgreSQL exactly as they do in production. Settings come from ``extra_env``.
@@ -134,7 +135,8 @@ class BakeryServer(GunicornProcess):
         self.metrics_dir = Path(tempfile.mkdtemp(prefix=f"bakery-metrics-{port}-"))
         super().__init__(env={**worker_environment(), "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
                               **(extra_env or {})},
-                         log_path=ARTIFACTS / f"gunicorn-{port}.log", host=host, port=port, workers=workers)
+                         log_path=ARTIFACTS / f"gunicorn-{port}.log", host=host, port=port, workers=workers,
+                         asgi=True)
 
     def stop(self) -> None:
         super().stop()

@@ -17,7 +17,7 @@ A hold costs no web thread and no database connection: :class:`TunnelMiddleware`
 CSRF check, the customer, the hold's row, the timeline's events) and hands its answer back with
 the time to hold it; :class:`TunnelHoldMiddleware`, the outermost middleware, does the waiting.
 Under ASGI (`make demo`, the tests' servers) it awaits ``asyncio.sleep``, so hundreds of holds wait
-side by side on one event loop, and a client that gives up ends its hold at once; under WSGI (the
+side by side on one event loop; under WSGI (the
 bench's common configuration, the in-process test server) it sleeps in the request's thread.
 
 A hold still takes a place in the room, so the tunnel is guarded like any write and more:
@@ -111,8 +111,9 @@ def tunnel_hold_release(hold: int) -> None:
 class Handover:
     """A hold passed from :class:`TunnelMiddleware` (in a request's thread) to :class:`TunnelHoldMiddleware`.
 
-    Under ASGI a client that disconnects cancels the request while the inner chain may still be
-    running in its thread: whichever side comes second releases the hold, so none is left behind."""
+    Under ASGI a cancelled request (a web process shutting down) may be cancelled while the inner
+    chain is still running in its thread: whichever side comes second releases the hold, so none is
+    left behind. (A client that gives up does not cancel its request: see bakery.asgi.)"""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -138,8 +139,8 @@ class Handover:
 
 class TunnelHoldMiddleware:
     """The outermost middleware: it holds a tunnelled answer for the time :class:`TunnelMiddleware`
-    asked, then releases the hold's row. Async under ASGI (no thread, no connection while waiting;
-    a disconnect cancels the wait and the hold ends with it), a sleep in the thread under WSGI."""
+    asked, then releases the hold's row. Async under ASGI (no thread, no connection while waiting),
+    a sleep in the thread under WSGI."""
 
     sync_capable = True
     async_capable = True
@@ -177,7 +178,7 @@ class TunnelHoldMiddleware:
         finally:
             hold = handover.take_back()
             if hold is not None:
-                # Shielded: a cancelled request (the client gave up) still releases its hold.
+                # Shielded: a cancelled request still releases its hold.
                 await asyncio.shield(sync_to_async(_release_and_hand_back)(hold))
 
 

@@ -287,8 +287,8 @@ class Command(BaseCommand):
                             help="First retry delay in seconds, doubled each time up to CLIENT_RETRY_CAP_SECONDS "
                                  "(default CLIENT_RETRY_BASE_SECONDS: the simulator page's policy).")
         parser.add_argument("--settle", type=float,
-                            help="How long to wait for the back office (default 60 s, and half a second more per "
-                                 "learner past 120: the demo's worker settles about 3 orders a second).")
+                            help="How long to wait for the back office (default 60 s, or half a second per order "
+                                 "the room makes if longer: the demo's worker settles about 4 orders a second).")
         parser.add_argument("--server-hold", type=float,
                             default=max(settings.TUNNEL_HOLD_SECONDS, settings.TUNNEL_SLOW_SECONDS),
                             help="How long an abandoned attempt may keep running on the server.")
@@ -302,7 +302,8 @@ class Command(BaseCommand):
             tunnel_length=TUNNEL_LENGTHS[options["tunnel_length"]],
             retries=options["retries"], timeout=options["timeout"],
             backoff=RetryPolicy.from_settings(base=options["backoff"]),
-            settle=options["settle"] or max(60.0, options["participants"] * 0.5),
+            settle=options["settle"] or max(60.0, options["participants"] * 0.5
+                                            * (1 if options["idempotency"] == "on" else 2)),
             server_hold=options["server_hold"], cake=options["cake"],
             expect=options["expect"],
         )

@@ -21,6 +21,7 @@ from django.db import connection, connections
 from rest_framework.test import APIClient
 
 from bakery.client import CSRF_COOKIE, ME_PATH, ORDERS_PATH, order_body, order_headers
+from bakery.demo import WEB_POOL_TARGET
 from bakery.engines import free_port
 from tests.factories import CakeFactory
 from tests.processes import ROOT, CeleryWorkerProcess, GunicornProcess
@@ -133,8 +134,9 @@ class BakeryServer(GunicornProcess):
         port = free_port(host)
         # Its processes' duration histograms, summed by its /metrics (prometheus-client multiprocess mode).
         self.metrics_dir = Path(tempfile.mkdtemp(prefix=f"bakery-metrics-{port}-"))
+        # The pool `make demo` gives each web process when PostgreSQL has room for it (bakery.connections).
         super().__init__(env={**worker_environment(), "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
-                              **(extra_env or {})},
+                              "DATABASE_POOL_SIZE": str(WEB_POOL_TARGET), **(extra_env or {})},
                          log_path=ARTIFACTS / f"gunicorn-{port}.log", host=host, port=port, workers=workers,
                          asgi=True)
 

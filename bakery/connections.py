@@ -6,7 +6,7 @@ prefork child and beat run without a pool, one connection per alias. So the whol
 most ``web_workers x (pool + provider) + back office``, and that must fit in what the server
 allows (``max_connections`` less the superuser reserve, the connections already open and a
 little headroom for `manage.py` and an operator). ``plan`` gives each web process as much of it
-as it can use (one connection per thread at most) or refuses up front with a clear message:
+as it can use (at most the demo's WEB_POOL_TARGET) or refuses up front with a clear message:
 the room never meets "too many clients" in the middle of a workshop.
 """
 

@@ -58,15 +58,28 @@ def served_hosts(host: str) -> list[str]:
     return hosts
 
 
-WEB_THREADS = 24  # gthread threads per web worker process
+# The web tier serves ASGI: gunicorn manages the processes, each runs one event loop (uvicorn's
+# pure-Python h11 worker) and Django runs the sync views in a thread per request in flight. A
+# tunnel hold is an await on that loop, not a thread, so a room of hundreds waits side by side.
+WEB_WORKER_CLASS = "uvicorn_worker.UvicornH11Worker"
+WEB_POOL_TARGET = 24  # pooled PostgreSQL connections a web process may have, if the server allows them
 WORKER_CONCURRENCY = 2  # Celery prefork children
+
+
+def web_server_args(bind: str, workers: int) -> list[str]:
+    """gunicorn's arguments for the web tier, as `make demo` runs it (and the tests' BakeryServer)."""
+    return ["gunicorn", "bakery.asgi:application", "--bind", bind, "--workers", str(workers),
+            "--worker-class", WEB_WORKER_CLASS,
+            # gunicorn 27's control socket has one fixed path per user; a second gunicorn
+            # (tests, bench) would fight over it.
+            "--no-control-socket"]
 
 
 def plan_connections(env: dict, web_workers: int) -> connections.Plan:
     limits = connections.server_limits(env["DATABASE_URL"])
     size = os.environ.get("DATABASE_POOL_SIZE")
     return connections.plan(
-        web_workers=web_workers, web_threads=WEB_THREADS,
+        web_workers=web_workers, web_threads=WEB_POOL_TARGET,
         # the worker's children, its parent, beat, and this supervisor reading the timeline
         back_office_processes=WORKER_CONCURRENCY + 3,
         provider_pool=connections.PROVIDER_POOL_SIZE, pool_size=int(size) if size else None, **limits,
@@ -87,14 +100,9 @@ def log_dir() -> Path:
 def commands(args, python: str) -> dict[str, list[str]]:
     data = engines.data_dir()
     return {
-        "web": [python, "-m", "gunicorn", "bakery.wsgi", "--bind", f"{args.host}:{args.port}",
-                "--workers", str(args.web_workers), "--worker-class", "gthread", "--threads", str(WEB_THREADS),
-                # Each tunnelled attempt holds a thread for TUNNEL_HOLD_SECONDS: a room of 40
-                # learners needs dozens of threads, and shutdown must outlast one hold.
-                "--access-logfile", "-", "--graceful-timeout", "10",
-                # gunicorn 27's control socket has one fixed path per user; a second gunicorn
-                # (tests, bench) would fight over it.
-                "--no-control-socket"],
+        "web": [python, "-m", *web_server_args(f"{args.host}:{args.port}", args.web_workers),
+                # Shutdown must outlast one tunnel hold.
+                "--access-logfile", "-", "--graceful-timeout", "10"],
         "worker": [python, "-m", "celery", "-A", "bakery", "worker", "--loglevel", "INFO",
                    "--concurrency", str(WORKER_CONCURRENCY), "--hostname", f"{WORKER_NAME}@%h"],
         "beat": [python, "-m", "celery", "-A", "bakery", "beat", "--loglevel", "WARNING",

@@ -41,6 +41,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: under ASGI it holds tunnelled answers on the event loop (an async middleware
+    # below a sync one would keep a thread blocked for it).
+    "bakery.storefront.tunnel.TunnelHoldMiddleware",
     "orders.problems.ApiProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",

@@ -23,6 +23,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from bakery.client import CSRF_COOKIE, ME_PATH, ORDERS_PATH, order_body, order_headers
+from bakery.demo import WEB_POOL_TARGET
 from bakery.engines import free_port
 from tests.factories import CakeFactory
 from tests.processes import ROOT, CeleryWorkerProcess, GunicornProcess
@@ -134,7 +135,8 @@ def celery_worker(transactional_db):
 
 
 class BakeryServer(GunicornProcess):
-    """The real web tier: gunicorn with several worker processes on a free port, on the test database.
+    """The real web tier as `make demo` runs it (ASGI: gunicorn with uvicorn's worker, bakery.asgi),
+    with several worker processes on a free port, on the test database.
 
     Each worker process has its own database connections, so requests racing here race in
     PostgreSQL exactly as they do in production. Settings come from ``extra_env``.
@@ -144,9 +146,11 @@ class BakeryServer(GunicornProcess):
         port = free_port(host)
         # Its processes' duration histograms, summed by its /metrics (prometheus-client multiprocess mode).
         self.metrics_dir = Path(tempfile.mkdtemp(prefix=f"bakery-metrics-{port}-"))
+        # The pool `make demo` gives each web process when PostgreSQL has room for it (bakery.connections).
         super().__init__(env={**worker_environment(), "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
-                              **(extra_env or {})},
-                         log_path=ARTIFACTS / f"gunicorn-{port}.log", host=host, port=port, workers=workers)
+                              "DATABASE_POOL_SIZE": str(WEB_POOL_TARGET), **(extra_env or {})},
+                         log_path=ARTIFACTS / f"gunicorn-{port}.log", host=host, port=port, workers=workers,
+                         asgi=True)
 
     def stop(self) -> None:
         super().stop()

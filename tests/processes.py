@@ -120,18 +120,26 @@ class CeleryWorkerProcess(ProjectProcess):
 
 
 class GunicornProcess(ProjectProcess):
-    """gunicorn serving bakery.wsgi with gthread workers, ready once GET /api/me/ answers 200."""
+    """gunicorn on a free port, ready once GET /api/me/ answers 200: by default bakery.wsgi with
+    gthread workers (the bench's one configuration for every implementation); ``asgi=True`` runs
+    the web tier exactly as `make demo` does (bakery.asgi, uvicorn's worker, see bakery.demo)."""
 
     def __init__(self, *, env: dict, log_path: Path, host: str = "127.0.0.1", port: int | None = None,
-                 workers: int = 3, threads: int = 8, extra_args: tuple = ()):
+                 workers: int = 3, threads: int = 8, extra_args: tuple = (), asgi: bool = False):
+        from bakery.demo import web_server_args
+
         self.port = port or free_port(host)
         self.url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{self.port}"
-        super().__init__(["gunicorn", "bakery.wsgi", "--bind", f"{host}:{self.port}", "--workers", str(workers),
-                          "--worker-class", "gthread", "--threads", str(threads),
-                          # gunicorn 27's control socket has one path per user; several gunicorns
-                          # on one machine (tests, bench, a demo) would take it from each other.
-                          "--no-control-socket", *extra_args],
-                         env=env, log_path=log_path)
+        bind = f"{host}:{self.port}"
+        if asgi:
+            args = web_server_args(bind, workers)
+        else:
+            args = ["gunicorn", "bakery.wsgi", "--bind", bind, "--workers", str(workers),
+                    "--worker-class", "gthread", "--threads", str(threads),
+                    # gunicorn 27's control socket has one path per user; several gunicorns
+                    # on one machine (tests, bench, a demo) would take it from each other.
+                    "--no-control-socket"]
+        super().__init__([*args, *extra_args], env=env, log_path=log_path)
 
     def ready(self) -> bool:
         try:

@@ -13,12 +13,19 @@ Nothing is painted over a successful call: the browser (or the tunnel CLI) sends
 request and really aborts it when its timeout fires. A client that waits out the hold gets an
 honest 504 for a lost request, and the (late) real answer for a lost response.
 
-A held request holds a web thread, so the tunnel is guarded like any write and more:
+A hold costs no web thread and no database connection: :class:`TunnelMiddleware` decides (the
+CSRF check, the customer, the hold's row, the timeline's events) and hands its answer back with
+the time to hold it; :class:`TunnelHoldMiddleware`, the outermost middleware, does the waiting.
+Under ASGI (`make demo`, the tests' servers) it awaits ``asyncio.sleep``, so hundreds of holds wait
+side by side on one event loop; under WSGI (the
+bench's common configuration, the in-process test server) it sleeps in the request's thread.
+
+A hold still takes a place in the room, so the tunnel is guarded like any write and more:
 
 * the header is honoured only after Django's CSRF check passes, and only for a visitor with a
   customer cookie (a cookie-less script would otherwise be a new customer every time);
 * one customer holds at most ``TUNNEL_MAX_HOLDS`` requests in the tunnel at once; past that an
-  attempt is answered at once with ``429`` (``tunnel-full``) instead of taking another thread.
+  attempt is answered at once with ``429`` (``tunnel-full``) instead of being held.
   The holds are rows in PostgreSQL (``bakery.models.TunnelHold``), taken under the customer's row
   lock in one short transaction, so they count exactly across every web process, and no database
   connection is kept while a request waits. A hold whose process died stops counting at its
@@ -27,10 +34,13 @@ A held request holds a web thread, so the tunnel is guarded like any write and m
 
 from __future__ import annotations
 
+import asyncio
 import math
+import threading
 import time
 from datetime import timedelta
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import connections, transaction
@@ -98,8 +108,88 @@ def tunnel_hold_release(hold: int) -> None:
     TunnelHold.objects.filter(pk=hold).delete()
 
 
+class Handover:
+    """A hold passed from :class:`TunnelMiddleware` (in a request's thread) to :class:`TunnelHoldMiddleware`.
+
+    Under ASGI a cancelled request (a web process shutting down) may be cancelled while the inner
+    chain is still running in its thread: whichever side comes second releases the hold, so none is
+    left behind. (A client that gives up does not cancel its request: see bakery.asgi.)"""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.hold: int | None = None
+        self.seconds = 0.0
+        self.abandoned = False
+
+    def give(self, hold: int, seconds: float) -> bool:
+        """From the inner chain: False when the outer side has already gone (the caller releases)."""
+        with self.lock:
+            if self.abandoned:
+                return False
+            self.hold, self.seconds = hold, seconds
+            return True
+
+    def take_back(self) -> int | None:
+        """From the outer side, once it is done (answered, or cancelled): the hold to release, if any."""
+        with self.lock:
+            self.abandoned = True
+            hold, self.hold = self.hold, None
+            return hold
+
+
+class TunnelHoldMiddleware:
+    """The outermost middleware: it holds a tunnelled answer for the time :class:`TunnelMiddleware`
+    asked, then releases the hold's row. Async under ASGI (no thread, no connection while waiting),
+    a sleep in the thread under WSGI."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self._hold_async(request)
+        request.tunnel_handover = handover = Handover()
+        try:
+            response = self.get_response(request)
+            if handover.hold is not None:
+                _hand_back_connections()
+                time.sleep(handover.seconds)
+            return response
+        finally:
+            hold = handover.take_back()
+            if hold is not None:
+                tunnel_hold_release(hold)
+
+    async def _hold_async(self, request):
+        request.tunnel_handover = handover = Handover()
+        try:
+            response = await self.get_response(request)
+            if handover.hold is not None:
+                # In the request's own thread (thread-sensitive), whose connections they are.
+                await sync_to_async(_hand_back_connections)()
+                await asyncio.sleep(handover.seconds)
+            return response
+        finally:
+            hold = handover.take_back()
+            if hold is not None:
+                # Shielded: a cancelled request still releases its hold.
+                await asyncio.shield(sync_to_async(_release_and_hand_back)(hold))
+
+
+def _release_and_hand_back(hold: int) -> None:
+    tunnel_hold_release(hold)
+    _hand_back_connections()
+
+
 class TunnelMiddleware:
-    """Applies the tunnel around the order API (``slow`` acts inside the handler, see :func:`slow_bakery`)."""
+    """Applies the tunnel around the order API (``slow`` acts inside the handler, see :func:`slow_bakery`);
+    the waiting itself is :class:`TunnelHoldMiddleware`'s."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -120,10 +210,15 @@ class TunnelMiddleware:
             return problem("tunnel-full", f"You already have {settings.TUNNEL_MAX_HOLDS} requests held in the "
                                           f"tunnel, the most one customer may have at once. Retry in {wait} s, "
                                           "when one has come out.", headers={"Retry-After": str(wait)})
+        handed_over = False
         try:
-            return self._through_the_tunnel(request, mode, customer)
+            response = self._through_the_tunnel(request, mode, customer)
+            if mode in (REQUEST_LOST, RESPONSE_LOST):  # the answer is held outside, by TunnelHoldMiddleware
+                handed_over = request.tunnel_handover.give(hold, settings.TUNNEL_HOLD_SECONDS)
+            return response
         finally:
-            tunnel_hold_release(hold)
+            if not handed_over:
+                tunnel_hold_release(hold)
 
     def _through_the_tunnel(self, request, mode, customer):
         if customer.last_scenario != mode:
@@ -131,23 +226,20 @@ class TunnelMiddleware:
             customer.save(update_fields=["last_scenario", "last_seen_at"])
         if mode == REQUEST_LOST:
             record_event(source="tunnel", kind=Kind.LOST_REQUEST, key=_key_of(request), customer=customer)
-            _hold()
             return problem("lost-in-tunnel", "This request was lost in the tunnel; the bakery never saw it.")
         response = self.get_response(request)
         if mode == RESPONSE_LOST:
             record_event(source="tunnel", kind=Kind.LOST_RESPONSE, key=_key_of(request), customer=customer,
                          status=response.status_code)
-            _hold()
         return response
 
 
-def _hold() -> None:
-    """Keep the client waiting without keeping a database connection: the pooled connection goes
-    back to the pool first, so a room full of tunnels does not starve the orders."""
+def _hand_back_connections() -> None:
+    """The pooled connections go back to the pool before a wait, so a room full of tunnels does
+    not starve the orders."""
     for connection in connections.all(initialized_only=True):
         if not connection.in_atomic_block:  # (a test's transaction is never handed back)
             connection.close()
-    time.sleep(settings.TUNNEL_HOLD_SECONDS)
 
 
 def slow_bakery(sender, *, request, **kwargs) -> None:

@@ -13,6 +13,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.test import Client
 
+from bakery.client import tls_context
+from bakery.models import TunnelHold
 from bakery.workshop.selectors import learner_rows
 from orders.customers import COOKIE
 from orders.models import Customer, Event, Order
@@ -102,6 +104,53 @@ def test_one_customer_holds_at_most_three_requests_in_the_tunnel(cake):
         server.stop()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_hold_costs_no_thread_so_a_room_of_holds_waits_side_by_side(cake):
+    """200 holds of 15 s from 200 customers wait at once on the demo's web tier (2 processes; threads
+    would allow a few dozen), though each phone gives up after 2 s; meanwhile another customer's order
+    is answered within a second. The holds end when their time is up, and the same customers go
+    straight back into the tunnel."""
+    server = BakeryServer({"TUNNEL_HOLD_SECONDS": "15"}, workers=2).start()
+    try:
+        sessions = [customer_session(server.url) for _ in range(200)]
+        sends = [order_request(server.url, cookies, token, tunnel="request-lost") for cookies, token, _ in sessions]
+
+        def give_up_after_2_s(send):
+            with httpx.Client(timeout=2, verify=tls_context()) as client:  # 200 clients: one TLS context
+                try:
+                    return send(client).status_code
+                except httpx.TimeoutException:
+                    return "gave up"
+
+        results: list = []
+        threads = [threading.Thread(target=lambda s=send: results.append(give_up_after_2_s(s))) for send in sends]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        deadline = started + 12
+        while TunnelHold.objects.count() < 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert TunnelHold.objects.count() == 200, "all 200 held at once"
+        cookies, token, _ = customer_session(server.url)
+        with httpx.Client(timeout=30) as client:
+            began = time.monotonic()
+            assert order_request(server.url, cookies, token)(client).status_code == 201
+            assert time.monotonic() - began < 1
+        for thread in threads:
+            thread.join(30)
+        assert results == ["gave up"] * 200
+        assert Event.objects.filter(kind=Event.Kind.LOST_REQUEST).count() == 200
+        deadline = started + 25
+        while TunnelHold.objects.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not TunnelHold.objects.exists(), "the holds ended when their time was up"
+        first_cookies, first_token, _ = sessions[0]
+        with httpx.Client(timeout=1) as client, pytest.raises(httpx.TimeoutException):
+            order_request(server.url, first_cookies, first_token, tunnel="request-lost")(client)  # held, not 429
+    finally:
+        server.stop()
+
+
 # --- a visitor becomes a customer when it does something -------------------------------------------
 
 
@@ -152,7 +201,7 @@ def test_another_customer_is_answered_within_a_second_while_one_session_floods(c
     """A learner's script, from a process of its own: one session keeps 100 requests in flight for 4 s,
     each a tunnel hold or an order. Another learner's orders, sent in the middle of it, still get their
     201 within a second each (a generous bound: undisturbed they take milliseconds)."""
-    server = BakeryServer(workers=2).start()  # the demo's web tier in miniature: 2 processes, 8 threads each
+    server = BakeryServer(workers=2).start()  # the demo's web tier: 2 processes
     try:
         flood = Flood(server.url, what=what, concurrency=100, seconds=4).start()
         other_cookies, other_token, other_id = customer_session(server.url)

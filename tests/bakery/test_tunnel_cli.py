@@ -6,10 +6,12 @@ that matters: client timeout (1 s) < tunnel hold (1.5 s) and < slow bakery (2 s)
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import subprocess
 import sys
+import threading
 
 import pytest
 from django.core.management import call_command
@@ -156,4 +158,60 @@ def test_a_tunnel_until_switched_off_never_lets_an_answer_out(live_server, room_
     attempts = re.findall(r"^  \+ *\d+\.\d\d s  attempt .*$", output, re.M)
     assert len(attempts) == 3 and all("gave up" in line for line in attempts), output
     assert "timeout timeout timeout" in output
+    assert list(fulfilled_per_customer().values()) == [(1, 1, 1)]
+
+
+class ReadsDropped:
+    """A real TCP hop in front of the bakery that passes everything on but drops every connection on
+    which a client reads its orders (``GET /api/orders/``): a network that loses exactly those reads."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.dropped = 0
+        self.loop = asyncio.new_event_loop()
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/"
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    async def _client(self, reader, writer):
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(source, sink, inspect: bool):
+            try:
+                while data := await source.read(65536):
+                    if inspect and data.startswith(b"GET /api/orders/ "):
+                        self.dropped += 1
+                        break
+                    sink.write(data)
+                    await sink.drain()
+            except ConnectionError:
+                pass
+            finally:
+                for side in (writer, upstream_writer):
+                    side.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer, True), pipe(upstream_reader, writer, False))
+
+    def close(self):
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def test_a_read_that_keeps_failing_is_unknown_never_zero_cakes(live_server, room_worker, cake, short_tunnel):
+    """The bakery baked; only the CLI's reads are lost. Its row must say "unknown", not 0 cakes, and the
+    exit status must say the counts could not be read."""
+    hop = ReadsDropped(int(live_server.url.rsplit(":", 1)[1]))
+    try:
+        code, output = run_cli(hop.url, "--mode", "response-lost", "--idempotency", "on", "--retries", "3",
+                               "--expect", "one")
+    finally:
+        hop.close()
+    assert code == 3, output
+    assert hop.dropped == 5, "the read was tried five times"
+    assert "UNKNOWN (orders unreadable)" in output and "unknown" in output
+    assert "0/1 as expected" in output
+    assert "1 of 1 learners' orders could not be read, so their counts are unknown" in output
+    assert "did not see the expected outcome" not in output
     assert list(fulfilled_per_customer().values()) == [(1, 1, 1)]

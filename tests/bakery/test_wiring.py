@@ -145,7 +145,8 @@ def test_compose_has_the_five_services_with_healthchecks():
 
 def test_compose_commands_run_the_apps_this_project_defines():
     services = COMPOSE["services"]
-    assert "gunicorn bakery.wsgi" in services["web"]["command"]
+    assert "gunicorn bakery.asgi:application" in services["web"]["command"]
+    assert "uvicorn_worker.UvicornH11Worker" in services["web"]["command"]
     assert "manage.py migrate" in services["web"]["command"]
     assert services["worker"]["command"].startswith("celery -A bakery worker")
     assert services["beat"]["command"].startswith("celery -A bakery beat")

@@ -10,7 +10,9 @@ the same handler and the same load generator. The phases run in this order, so t
    request at a time, against the handler alone;
 4. (g) one session flooding (orders, then tunnel holds) while another customer orders;
 5. (e) the key store at 10,000 and 1,000,000 keys, with the purge while orders keep flowing;
-6. (f) the back office with a real Celery worker, then every task delivered a second time.
+6. (f) the back office with a real Celery worker, then every task delivered a second time;
+7. (h) the room: the stack above is stopped, the default `make demo` starts on engines of its own,
+   and rooms of 50 to 400 learners press at once in the default scene (tests/bench/room.py).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bakery.client import OrderClient, percentile
-from tests.bench import report, stack
+from tests.bench import report, room, stack
 from tests.bench.load import OTHER_BODY, Result, drive, shoppers
 from tests.flood import Flood
 
@@ -74,6 +76,7 @@ class Findings:
     scale: list = field(default_factory=list)
     back_office: dict = field(default_factory=dict)
     floods: dict = field(default_factory=dict)  # "alone" / "orders" / "tunnel" -> {"other": Result, "flood": ...}
+    rooms: list = field(default_factory=list)  # (h) one summary per room size
     notes: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
 
@@ -130,6 +133,7 @@ def main(*, quick: bool, slow_seconds: float, retry_after: float, write_doc: boo
         for server in [*servers.values(), *([alone] if alone else [])]:
             server.stop()
         stack.stop_engines()
+    found.rooms = room.rooms(log_dir, room.QUICK_ROOM_SIZES if quick else room.ROOM_SIZES, log)
     found.timings["total"] = time.monotonic() - began
     text = report.render(found)
     print(text.console, flush=True)

@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import connections
 
 from bakery import engines
-from bakery.demo import WEB_THREADS, WORKER_CONCURRENCY
+from bakery.demo import WORKER_CONCURRENCY
 from orders.models import Order
 from payments.models import Charge, EmailReceipt, Invoice, ProviderCharge
 from tests.conftest import ARTIFACTS, CeleryWorker, worker_environment
@@ -128,7 +128,7 @@ class Stack:
         # throttles (a room's guard against one flooding learner) are off, as their subject is the faults.
         self.web = GunicornProcess(env={**worker_environment(), "DATABASE_POOL_SIZE": "8",
                                         "ORDER_THROTTLE_RATE": "off", "ORDER_BURST_RATE": "off"},
-                                   log_path=ARTIFACTS / "chaos-gunicorn.log", workers=2, threads=WEB_THREADS,
+                                   log_path=ARTIFACTS / "chaos-gunicorn.log", workers=2, threads=24,
                                    extra_args=("--graceful-timeout", "10"))
         self.worker: CeleryWorker | None = None
         self.others: list[CeleryWorker] = []

@@ -71,4 +71,4 @@ lint: install
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) .local artifacts
+	rm -rf $(VENV) .venv-3.13 .local artifacts

@@ -5,11 +5,12 @@ import threading
 import uuid
 
 import pytest
-from django.db import connections
+from django.db import connection, connections
 
 from orders.customers import COOKIE
 from orders.models import Customer, Event, IdempotencyRecord, Order
 from tests.conftest import BakeryClient
+from tests.payments.conftest import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -273,6 +274,16 @@ def test_a_retry_waiting_on_the_first_request_gets_its_answer(transactional_db, 
     assert outcome.replayed and outcome.response.json() == {"n": 1}
 
 
+def key_claimed_elsewhere() -> bool:
+    """Another connection holds an uncommitted claim: its INSERT of a key's record, whose lock it keeps
+    until the handler's transaction ends (the slow bakery sleeps inside it)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks JOIN pg_class ON pg_class.oid = pg_locks.relation "
+                       "WHERE pg_class.relname = %s AND pg_locks.mode = 'RowExclusiveLock' "
+                       "AND pg_locks.pid <> pg_backend_pid()", [IdempotencyRecord._meta.db_table])
+        return cursor.fetchone()[0] > 0
+
+
 def test_409_over_http_has_retry_after(customer_client, cake, settings, transactional_db):
     """The HTTP face of an in-flight key: problem+json 409 with a Retry-After header."""
     settings.IDEMPOTENCY_WAIT_SECONDS = 0.2
@@ -288,9 +299,7 @@ def test_409_over_http_has_retry_after(customer_client, cake, settings, transact
     other_tab.cookies = customer_client.cookies  # same customer, second connection
     thread = threading.Thread(target=slow_first)
     thread.start()
-    import time
-
-    time.sleep(0.6)
+    wait_for(key_claimed_elsewhere, timeout=10, message="the first request to claim its key")
     busy = other_tab.order(key, body=ONE_SHORTCAKE)
     thread.join(10)
     assert busy.status_code == 409

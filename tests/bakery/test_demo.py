@@ -35,7 +35,7 @@ STORY = r"\d\d:\d\d:\d\d  "
 class Demo:
     """`python -m bakery.demo` with its output in a file, as a terminal would show it (no TTY: plain lines)."""
 
-    def __init__(self, data: Path, port: int):
+    def __init__(self, data: Path, port: int, extra_env: dict | None = None):
         self.data, self.port = data, port
         self.url = f"http://127.0.0.1:{port}"
         self.output = ARTIFACTS / f"demo-terminal-{port}.txt"
@@ -43,7 +43,7 @@ class Demo:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         self.env = {**env, "BAKERY_DATA_DIR": str(data), "DJANGO_SETTINGS_MODULE": "bakery.settings",
                     # A short tunnel, so that a lost answer is quick to lose.
-                    "TUNNEL_HOLD_SECONDS": "1"}
+                    "TUNNEL_HOLD_SECONDS": "1", **(extra_env or {})}
         self.log = open(self.output, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bakery.demo", "--host", "0.0.0.0", "--port", str(port), "--web-workers", "1"],

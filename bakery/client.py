@@ -9,7 +9,8 @@ are written once:
   every write sends the token in ``X-CSRFToken``;
 * one ``Idempotency-Key`` per order intent, the same on every retry;
 * retries follow :class:`RetryPolicy`, declared in settings (``CLIENT_RETRY_*``) and handed to the
-  simulator page too, and honour a ``409``'s ``Retry-After``.
+  simulator page too, and honour the ``Retry-After`` of a ``409`` (the key is still being worked on) and
+  of a ``503`` (the bakery's database is away: nothing was written, so the same key is taken once later).
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ def order_headers(csrf_token: str | None, key=None, extra: dict | None = None) -
 
 def is_replay(headers) -> bool:
     return headers.get(REPLAYED_HEADER) == "true"
+
+
+# Answers that say when to come back, and after which the same key is sent again.
+RETRY_AFTER_STATUSES = frozenset({409, 503})
 
 
 def retry_after_seconds(headers) -> float:

@@ -7,14 +7,17 @@ each thing a person cares about, read from the timeline's events in PostgreSQL
 (:mod:`bakery.timeline.feed`). On a terminal the banner is pinned: the story scrolls beneath it.
 ``--verbose`` (``make demo VERBOSE=1``) shows the processes' own output instead, as it comes.
 
-Ctrl-C stops everything this started (web, worker, beat, then Redis and PostgreSQL if they are
-the embedded ones) and leaves no stray process.
+A part that dies (the embedded PostgreSQL or Redis, the web, the worker, beat) is started again,
+with one terminal line when it went away and one when it is back (bakery/supervisor.py). Ctrl-C stops
+everything this started (web, worker, beat, then Redis and PostgreSQL if they are the embedded ones)
+and leaves no stray process. Whatever goes wrong, the terminal ends with a sentence, not a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import shutil
 import signal
@@ -30,10 +33,12 @@ from django import db
 from bakery import connections, engines
 from bakery.env import env_bool
 from bakery.facilitator import Login, facilitator_ensure
+from bakery.supervisor import GaveUp, Part, clock
 from bakery.workshop.qr import qr_terminal
 
 READY_TIMEOUT = 120  # seconds for web, worker and beat to answer after start-up
 POLL_SECONDS = 0.5
+UNREADABLE_SAID_AFTER = 3  # seconds the timeline cannot be read before the terminal says so
 WORKER_NAME = "bakery-demo"
 
 
@@ -110,27 +115,49 @@ def commands(args, python: str) -> dict[str, list[str]]:
     }
 
 
-def start_children(args, env: dict, plan: connections.Plan) -> tuple[dict[str, subprocess.Popen], dict[str, Path]]:
+Launch = tuple[list[str], dict]  # a child's command and environment, to start it again as it was
+
+
+def start_children(args, env: dict, plan: connections.Plan
+                   ) -> tuple[dict[str, subprocess.Popen], dict[str, Path], dict[str, Launch]]:
     """Web, worker and beat; quiet, each writes to its own log file (the previous run's is kept as .1)."""
     logs: dict[str, Path] = {}
-    children = {}
+    children, launches = {}, {}
     # The web tier pools its connections; the back office's processes run one task at a time and
     # need no pool (see bakery/connections.py for the sum).
     pool_sizes = {"web": str(plan.web_pool), "worker": "0", "beat": "0"}
     for name, command in commands(args, sys.executable).items():
-        env = {**env, "DATABASE_POOL_SIZE": pool_sizes[name]}
-        # Their own session: Ctrl-C reaches the supervisor alone, which stops them in order (a second
-        # Ctrl-C would otherwise turn the worker's warm shutdown into a cold one).
-        if args.verbose:
-            children[name] = subprocess.Popen(command, env=env, start_new_session=True)
-            continue
-        path = logs[name] = log_dir() / f"{name}.log"
-        if path.exists():
-            path.replace(path.with_suffix(".log.1"))
-        with open(path, "w") as log:  # the child keeps its own copy of the descriptor
-            children[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                              stdin=subprocess.DEVNULL, start_new_session=True)
-    return children, logs
+        if not args.verbose:
+            logs[name] = log_dir() / f"{name}.log"
+            if logs[name].exists():
+                logs[name].replace(logs[name].with_suffix(".log.1"))
+        launches[name] = (command, {**env, "DATABASE_POOL_SIZE": pool_sizes[name]})
+        children[name] = start_child(*launches[name], logs.get(name))
+    return children, logs, launches
+
+
+def start_child(command: list[str], env: dict, log_path: Path | None) -> subprocess.Popen:
+    """One child in its own session: Ctrl-C reaches the supervisor alone, which stops them in order (a
+    second Ctrl-C would otherwise turn the worker's warm shutdown into a cold one). Its output is
+    appended to ``log_path``, or shown here when there is none (--verbose)."""
+    if log_path is None:
+        return subprocess.Popen(command, env=env, start_new_session=True)
+    with open(log_path, "a") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def restarter(name: str, children: dict[str, subprocess.Popen], logs: dict[str, Path], launch: Launch):
+    """Start child ``name`` again as it was started, after killing what is left of its session (a
+    gunicorn master's or Celery worker's orphaned children would hold the port or the queue)."""
+    def restart() -> None:
+        old = children[name]
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(old.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            old.wait(5)
+        children[name] = start_child(*launch, logs.get(name))
+    return restart
 
 
 def web_answers(url: str) -> bool:
@@ -143,7 +170,10 @@ def web_answers(url: str) -> bool:
 def worker_answers() -> bool:
     from bakery.celery import app  # after setup_django: the app is configured from Django's settings
 
-    return bool(app.control.ping(timeout=0.5, destination=[f"{WORKER_NAME}@{socket.gethostname()}"]))
+    try:
+        return bool(app.control.ping(timeout=0.5, destination=[f"{WORKER_NAME}@{socket.gethostname()}"]))
+    except Exception:  # the broker is away (Redis restarting): the worker does not answer yet
+        return False
 
 
 def wait_until_ready(children: dict[str, subprocess.Popen], logs: dict[str, Path], local_url: str,
@@ -289,6 +319,27 @@ def main(argv=None) -> int:
     parser.add_argument("--verbose", action="store_true",
                         help="show web, worker and beat output here instead of in their log files")
     args = parser.parse_args(argv)
+    try:
+        return serve(args)
+    except KeyboardInterrupt:
+        print("Stopped while starting. The bakery is closed.", file=sys.stderr, flush=True)
+        return 130
+    except Exception as error:
+        print(f"The bakery could not start: {what_failed(error)}. Run `make demo` again; if it fails the same way, "
+              f"`make demo VERBOSE=1` shows every process's output (the logs are in {log_dir()}).",
+              file=sys.stderr, flush=True)
+        return 1
+
+
+def what_failed(error: Exception) -> str:
+    if isinstance(error, subprocess.CalledProcessError):
+        command = " ".join(str(part) for part in error.cmd[1:3])
+        return f"`{command}` exited with {error.returncode}"
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}{': ' + first if first else ''}"
+
+
+def serve(args) -> int:
     refusal = debug_refusal(args.host)
     if refusal:
         print(refusal, file=sys.stderr)
@@ -300,6 +351,7 @@ def main(argv=None) -> int:
 
     print("Starting Freed's Bakery: PostgreSQL, Redis, then web, worker and beat…", flush=True)
     redis_given = bool(os.environ.get("REDIS_URL"))
+    database_given = bool(os.environ.get("DATABASE_URL"))
     engines.start()  # PostgreSQL, Redis and this install's SECRET_KEY, into the environment
     env = dict(os.environ)
     hosts = served_hosts(args.host)
@@ -345,7 +397,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGWINCH, resize)
-    children, logs = start_children(args, env, connection_plan)
+    children, logs, launches = start_children(args, env, connection_plan)
     screen = Screen(pin=not args.verbose, story_file=log_dir() / "story.log")
     exit_code = 0
     try:
@@ -358,7 +410,9 @@ def main(argv=None) -> int:
 
         feed = Feed()
         screen.show_banner(banner(args, logs, env, connection_plan, login=facilitator_ensure()))
-        exit_code = follow(children, logs, feed, screen, lambda: stopping, lambda: resized)
+        parts = supervised(children, logs, launches, local_url, env,
+                           own_postgres=not database_given, own_redis=not redis_given)
+        exit_code = follow(children, logs, feed, screen, lambda: stopping, lambda: resized, parts)
     finally:
         screen.close()
         db.connections.close_all()
@@ -370,26 +424,77 @@ def main(argv=None) -> int:
     return exit_code
 
 
-def follow(children, logs, feed, screen: Screen, stopping, resized) -> int:
-    """Tell the story until Ctrl-C, or until a process dies (then say which, and where its log is)."""
-    unreachable = False
+def orders_waited(since: float) -> str:
+    """'; 4 orders waited': the orders placed since ``since`` (time.monotonic()), which waited at placed."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from orders.models import Order
+
+    try:
+        went_away = timezone.now() - timedelta(seconds=time.monotonic() - since)
+        count = Order.objects.filter(created_at__gte=went_away).count()
+    except db.DatabaseError:
+        db.connections.close_all()
+        return ""
+    return f"; {count} order{'' if count == 1 else 's'} waited" if count else ""
+
+
+def supervised(children, logs, launches, local_url: str, env: dict, *, own_postgres: bool,
+               own_redis: bool) -> list[Part]:
+    """What the supervisor watches and starts again: the embedded engines (not servers it was given),
+    then web, worker and beat."""
+    parts = []
+    if own_postgres:
+        def start_postgres() -> None:
+            engines.start_embedded_postgres()
+            db.connections.close_all()
+
+        parts.append(Part("PostgreSQL", engines.postgres_running, start_postgres, engines.postgres_running,
+                          log=str(engines.data_dir() / "postgres")))
+    if own_redis:
+        port = int(env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+        parts.append(Part("Redis", lambda: engines.redis_answers(port), engines.start_embedded_redis,
+                          lambda: engines.redis_answers(port), log=str(engines.data_dir() / "redis" / "redis.log"),
+                          waited=orders_waited))
+    answers = {"web": lambda: web_answers(local_url), "worker": worker_answers, "beat": lambda: True}
+    for name, said in (("web", "The web"), ("worker", "The worker"), ("beat", "Beat")):
+        parts.append(Part(said, lambda name=name: children[name].poll() is None,
+                          restarter(name, children, logs, launches[name]), answers[name],
+                          log=str(logs.get(name, "")), waited=orders_waited if name == "worker" else lambda _: ""))
+    return parts
+
+
+def follow(children, logs, feed, screen: Screen, stopping, resized, parts: list[Part] = ()) -> int:
+    """Tell the story until Ctrl-C. A part that dies is started again, one line each way; one that
+    keeps dying stops the bakery with a sentence saying which."""
+    unreadable_since, said = None, False
     drawn_for = resized()
     while not stopping():
-        for name, child in children.items():
-            if child.poll() is not None:
-                screen.say(f"{name} exited with {child.returncode}; stopping the bakery.{tail(logs.get(name))}")
-                return 1
+        try:
+            for part in parts:
+                part.watch(screen.say, time.monotonic())
+        except GaveUp as gave_up:
+            screen.say(f"{clock()}  {gave_up}")
+            return 1
+        if any(part.down_at is not None and part.name == "PostgreSQL" for part in parts):
+            time.sleep(POLL_SECONDS)  # the timeline is in PostgreSQL: it is read again once it is back
+            continue
         if resized() != drawn_for:
             drawn_for = resized()
             screen.draw()
         try:
             for line in feed.poll():
                 screen.say(line)
-            unreachable = False
+            unreadable_since, said = None, False
         except db.DatabaseError as error:
-            if not unreachable:
+            # A PostgreSQL that died is said by its own line within a turn or two; this line is for
+            # a database that stays unreadable while it runs (or one the bakery was given).
+            unreadable_since = unreadable_since or time.monotonic()
+            if not said and time.monotonic() - unreadable_since > UNREADABLE_SAID_AFTER:
                 screen.say(f"(cannot read the timeline right now: {str(error).strip().splitlines()[0]})")
-            unreachable = True
+                said = True
             db.connections.close_all()
         time.sleep(POLL_SECONDS)
     return 0

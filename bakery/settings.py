@@ -48,6 +48,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "bakery.outage.DatabaseOutageMiddleware",
     "bakery.cookies.SessionCookieGuard",
     "bakery.querystring.QueryStringGuard",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -99,6 +100,8 @@ def env_required(name: str) -> str:
 DATABASE_POOL_SIZE = int(os.environ.get("DATABASE_POOL_SIZE", 8))
 DATABASE_POOL_TIMEOUT = float(os.environ.get("DATABASE_POOL_TIMEOUT", 10))
 PROVIDER_POOL_SIZE = connections.PROVIDER_POOL_SIZE
+# A server that does not answer a connection attempt within this many seconds is taken as away.
+DATABASE_CONNECT_TIMEOUT = int(os.environ.get("DATABASE_CONNECT_TIMEOUT", 2))
 
 
 _DATABASE_URL = env_required("DATABASE_URL")
@@ -106,6 +109,10 @@ _DATABASE_URL = env_required("DATABASE_URL")
 
 def _database_alias(pool_size: int) -> dict:
     database = dj_database_url.parse(_DATABASE_URL, conn_max_age=0, conn_health_checks=True)
+    # Django's backend, failing at once while PostgreSQL is away instead of waiting on the pool
+    # (bakery/database/): the web tier then answers 503 database-unavailable (bakery/outage.py).
+    database["ENGINE"] = "bakery.database"
+    database.setdefault("OPTIONS", {})["connect_timeout"] = DATABASE_CONNECT_TIMEOUT
     # Django turns psycopg's prepared statements off by default; a threshold turns them back on for
     # the cursors that ask (the idempotency layer's, orders/idempotency.py). Django's own cursors
     # bind on the client and are never prepared, whatever the threshold.
@@ -114,6 +121,9 @@ def _database_alias(pool_size: int) -> dict:
         # min_size 0: an idle process keeps no connection open, so the ceiling is only max_size.
         database.setdefault("OPTIONS", {})["pool"] = {
             "min_size": 0, "max_size": pool_size, "timeout": DATABASE_POOL_TIMEOUT,
+            # A connection the pool failed to make is retried for this long, not five minutes: once
+            # PostgreSQL is back, a fresh attempt is made at once instead of after a long back-off.
+            "reconnect_timeout": 2,
         }
     return database
 

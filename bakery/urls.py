@@ -32,4 +32,4 @@ if settings.CONFORMANCE_FIXTURE:
 
 handler404 = "bakery.storefront.views.page_not_found"
 handler400 = "orders.problems.bad_request"
-handler500 = "orders.problems.server_error"
+handler500 = "bakery.outage.server_error_or_unavailable"

@@ -45,6 +45,7 @@ PROBLEMS = {
     "unknown-phone": (400, "X-Bakery-Phone names no phone of this browser"),
     "customer-missing": (400, "The request has no customer cookie to scope its Idempotency-Key"),
     "server-error": (500, "The bakery had a problem"),
+    "database-unavailable": (503, "The bakery's database is not answering"),
 }
 
 # What a client should do about each problem: served at /api/problems/ so every type URI is explained.
@@ -74,6 +75,8 @@ ADVICE = {
                         "Send both with every write, and keep the jar across retries.",
     "unknown-phone": "Only the phones the compare page made for this browser's session can be named; open it again.",
     "server-error": "Nothing was half-written and the key was released: retry with the same key.",
+    "database-unavailable": "PostgreSQL cannot be reached, so nothing was written and the key was not used. Wait "
+                            "Retry-After seconds and retry with the same key: the order is taken exactly once.",
 }
 
 VALID_KEY_HINT = (

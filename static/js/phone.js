@@ -240,11 +240,13 @@ export class Phone {
     }
     entry.outcome = `${response.status}${body.title ? ` ${body.title}` : ""}`;
     this.finish();
-    if (response.status === 409 || response.status === 429) {
-      // Both say when to come back: a key still being worked on, or too many orders / tunnel holds.
+    if (response.status === 409 || response.status === 429 || response.status === 503) {
+      // All say when to come back: a key still being worked on, too many orders / tunnel holds, or
+      // the bakery's database away (nothing was written, so the same key is taken exactly once later).
       const after = Number(response.headers.get("Retry-After")) || 1;
       const why = response.status === 409 ? "the bakery is still working on this key (409)"
-        : `${body.detail || "too many requests"} (429)`;
+        : response.status === 503 ? "the kitchen's database is not answering (503)"
+          : `${body.detail || "too many requests"} (429)`;
       this.failed(`Attempt ${entry.n}: ${why}. It asked to come back in ${after} s.`, after * 1000);
     } else if (response.status >= 500) {
       this.failed(`Attempt ${entry.n}: the bakery answered ${response.status}.`);

@@ -35,7 +35,7 @@ STORY = r"\d\d:\d\d:\d\d  "
 class Demo:
     """`python -m bakery.demo` with its output in a file, as a terminal would show it (no TTY: plain lines)."""
 
-    def __init__(self, data: Path, port: int):
+    def __init__(self, data: Path, port: int, extra_env: dict | None = None):
         self.data, self.port = data, port
         self.url = f"http://127.0.0.1:{port}"
         self.output = ARTIFACTS / f"demo-terminal-{port}.txt"
@@ -43,7 +43,7 @@ class Demo:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         self.env = {**env, "BAKERY_DATA_DIR": str(data), "DJANGO_SETTINGS_MODULE": "bakery.settings",
                     # A short tunnel, so that a lost answer is quick to lose.
-                    "TUNNEL_HOLD_SECONDS": "1"}
+                    "TUNNEL_HOLD_SECONDS": "1", **(extra_env or {})}
         self.log = open(self.output, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bakery.demo", "--host", "0.0.0.0", "--port", str(port), "--web-workers", "1"],
@@ -220,3 +220,60 @@ def test_on_a_terminal_the_banner_stays_pinned_and_the_story_scrolls_beneath_it(
         screen.say("09:00:00  #1 replayed to a retry")
         screen.close()
     assert "\x1b" not in (tmp_path / "plain.txt").read_text()
+
+
+def demo_part_pid(demo: Demo, name: str) -> int:
+    """The pid of one part of a running demo: its engines' from their pid files, its children by command."""
+    if name == "PostgreSQL":
+        return int((demo.data / "postgres" / "postmaster.pid").read_text().split()[0])
+    if name == "Redis":
+        return int((demo.data / "redis" / "redis.pid").read_text().strip())
+    word = {"The web": "gunicorn", "The worker": " worker ", "Beat": " beat "}[name]
+    return next(child.pid for child in psutil.Process(demo.process.pid).children()
+                if word in " ".join(child.cmdline()) + " ")
+
+
+def order_until_taken(customer: Customer, key, within: float = 60) -> int:
+    """Retry one order with its key, as the phone does (honouring Retry-After), until it is taken."""
+    deadline, seen = time.monotonic() + within, []
+    while time.monotonic() < deadline:
+        try:
+            answer = customer.order(key)
+        except httpx.HTTPError as error:
+            seen.append(type(error).__name__)
+            time.sleep(0.5)
+            continue
+        seen.append(answer.status_code)
+        if answer.status_code == 201:
+            return answer.json()["id"]
+        assert answer.status_code in (409, 503), (answer.status_code, answer.text)
+        time.sleep(float(answer.headers.get("Retry-After", 1)))
+    pytest.fail(f"the order was not taken within {within} s: {seen}")
+
+
+def test_the_demo_starts_again_each_part_that_dies_and_says_so_one_line_each_way(demo):
+    demo.wait_for(r"^  What happens, one line each:$", timeout=START_SECONDS)
+    shopper = Customer(demo.url)
+    for name in ("PostgreSQL", "Redis", "The worker", "Beat", "The web"):
+        os.kill(demo_part_pid(demo, name), signal.SIGKILL)
+        demo.wait_for(rf"^  {STORY}{name} went away; starting it again$", timeout=30)
+        demo.wait_for(rf"^  {STORY}{name} is back \(\d+ s\)(; \d+ orders? waited)?$", timeout=120)
+        # Nobody pressed Ctrl-C: an order still gets its one cake, all the way to its email.
+        key = uuid.uuid4()
+        n = order_until_taken(shopper, key)
+        assert order_until_taken(shopper, key) == n  # the same key again: the same order
+        demo.wait_for(rf"^  {STORY}#{n} Strawberry Shortcake ×1: placed → paid → invoiced → notified", timeout=90)
+    assert demo.stop() == 0
+    assert "Traceback" not in demo.text()
+    assert "cannot read the timeline" not in demo.text()  # PostgreSQL away is said by its own line
+
+
+def test_a_failure_while_starting_ends_with_one_sentence_not_a_traceback(tmp_path):
+    env = {**os.environ, "BAKERY_DATA_DIR": str(tmp_path), "DATABASE_URL": "postgres://nobody@127.0.0.1:1/bakery",
+           "REDIS_URL": "redis://127.0.0.1:1/0", "DJANGO_SETTINGS_MODULE": "bakery.settings"}
+    done = subprocess.run([sys.executable, "-m", "bakery.demo", "--port", str(free_port())], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr
+    said = done.stderr.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith("The bakery could not start: ") and "Run `make demo` again" in said[0]

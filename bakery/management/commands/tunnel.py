@@ -33,7 +33,15 @@ import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from bakery.client import OrderClient, RetryPolicy, is_replay, order_body, percentile, retry_after_seconds
+from bakery.client import (
+    RETRY_AFTER_STATUSES,
+    OrderClient,
+    RetryPolicy,
+    is_replay,
+    order_body,
+    percentile,
+    retry_after_seconds,
+)
 from bakery.storefront.tunnel import HEADER, MODES, SLOW
 
 SETTLED = {"notified", "payment_failed"}
@@ -170,7 +178,7 @@ async def place_order(client: OrderClient, learner: Learner, scenario: Scenario,
         else:
             attempt.status = response.status_code
             attempt.outcome = describe(response)
-            if response.status_code == 409:
+            if response.status_code in RETRY_AFTER_STATUSES:
                 retry_after = retry_after_seconds(response.headers)
         attempt.seconds = time.monotonic() - began
         learner.attempts.append(attempt)

@@ -196,6 +196,19 @@ def test_the_banner_shows_the_password_on_loopback_only(host, shown):
         assert "prints it in your own terminal" in login_line
 
 
+def read_all(terminal: int) -> str:
+    """Everything written to a pseudo-terminal whose other end is closed: one read may return only part
+    of it, so read until the end (Linux answers EIO there) and close it."""
+    chunks = []
+    try:
+        while chunk := os.read(terminal, 65536):
+            chunks.append(chunk)
+    except OSError:
+        pass
+    os.close(terminal)
+    return b"".join(chunks).decode()
+
+
 def test_on_a_terminal_the_banner_stays_pinned_and_the_story_scrolls_beneath_it(monkeypatch, tmp_path):
     """A scrolling region below the banner (what `make demo` does on a real terminal); a file gets plain lines."""
     monkeypatch.setenv("LINES", "30")
@@ -208,8 +221,7 @@ def test_on_a_terminal_the_banner_stays_pinned_and_the_story_scrolls_beneath_it(
         screen.show_banner(banner)
         screen.say("09:00:00  #1 replayed to a retry")
         screen.close()
-    shown = os.read(terminal, 65536).decode()
-    os.close(terminal)
+    shown = read_all(terminal)
     assert shown.index("open at") < shown.index("\x1b[4;30r") < shown.index("#1 replayed")  # rows 4-30 scroll
     assert shown.rstrip().endswith("\x1b[r\x1b[30;1H")  # the whole screen scrolls again after Ctrl-C
     assert (tmp_path / "story.log").read_text() == "09:00:00  #1 replayed to a retry\n"

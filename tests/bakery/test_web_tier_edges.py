@@ -125,3 +125,65 @@ def test_a_body_that_goes_on_and_on_is_a_413_that_closes_its_connection(bakery_s
         connection.close()
     assert not Order.objects.exists()
 
+
+# --- what the server answers itself --------------------------------------------------------------
+
+def until_closed(connection: Connection) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    received = connection.buffer
+    while True:
+        try:
+            data = connection.sock.recv(65536)
+        except ConnectionResetError:
+            return received + b"<reset>"
+        if not data:
+            return received
+        received += data
+
+
+def request_in_pieces(connection: Connection, data: bytes) -> None:
+    try:
+        connection.send(data, pace=0.01, piece=1024)
+    except OSError:
+        pass  # the server stopped reading: its answer is already there
+
+
+SERVER_REFUSALS = {
+    "a request line that is not HTTP": lambda host: b"GARBAGE\r\n\r\n",
+    "a header line without a colon": lambda host: f"GET /api/me/ HTTP/1.1\r\nHost: {host}\r\nNo\r\n\r\n".encode(),
+    "chunked framing that is not hex": lambda host: (
+        f"POST /api/orders/ HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n"
+    ).encode(),
+    "headers over 16 KiB": lambda host: (f"GET /api/me/ HTTP/1.1\r\nHost: {host}\r\nX-Long: ".encode()
+                                         + b"a" * 100_000 + b"\r\n\r\n"),
+    "a URL over 16 KiB": lambda host: b"GET /api/" + b"a" * 100_000 + f" HTTP/1.1\r\nHost: {host}\r\n\r\n".encode(),
+}
+
+
+@pytest.mark.parametrize("what", SERVER_REFUSALS)
+def test_what_the_server_cannot_parse_is_its_own_plain_400_and_a_closed_connection(bakery_server, what):
+    """As the README says: uvicorn answers these itself, before the bakery sees them, in plain text."""
+    connection = Connection(bakery_server.url)
+    try:
+        request_in_pieces(connection, SERVER_REFUSALS[what](connection.host))
+        answer = until_closed(connection)
+    finally:
+        connection.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer[:300]
+    assert b"content-type: text/plain; charset=utf-8" in head.lower() and b"connection: close" in head.lower()
+    assert b"Invalid HTTP request received." in body  # (chunked when the request had begun)
+
+
+def test_what_the_server_parses_reaches_the_bakery_and_is_problem_json(bakery_server):
+    """An 8 KiB URL, or headers of 8 KiB, arriving whole: the bakery's own 404 problem, not the server's."""
+    connection = Connection(bakery_server.url)
+    try:
+        connection.send(b"GET /api/" + b"a" * 8_000 + f" HTTP/1.1\r\nHost: {connection.host}\r\n".encode()
+                        + b"X-Long: " + b"b" * 8_000 + b"\r\n\r\n")
+        while b"\r\n\r\n" not in connection.buffer:
+            connection.buffer += connection._recv()
+    finally:
+        connection.close()
+    head = connection.buffer.split(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 404 ") and b"content-type: application/problem+json" in head

@@ -17,15 +17,19 @@ engines.start()
 
 
 class BoundedRequestBody:
-    """Two things gunicorn's WSGI workers did, kept under ASGI.
+    """Two things gunicorn's WSGI workers did, kept under ASGI, and a clean end to a refused body.
 
     * A request body with no Content-Length (``Transfer-Encoding: chunked``) is read for Django,
       at most DATA_UPLOAD_MAX_MEMORY_SIZE + 1 bytes, and its length stated. Django reads exactly
       CONTENT_LENGTH bytes of a body, so without one it would see an empty body (an order would be
       refused as "items required"), and its ASGI handler would first spool however much the client
       sends. A longer body keeps a length over the limit, so Django refuses it exactly as it refuses
-      a long body with a Content-Length (413); the rest is read and dropped as it comes, never kept.
-      bakery.wsgi does the same for gunicorn's WSGI workers.
+      a long body with a Content-Length (413). bakery.wsgi does the same for gunicorn's WSGI workers.
+    * A body over the limit, with a Content-Length or chunked, is read to its end and dropped as it
+      comes (never kept, never spooled) before Django answers its 413, so the answer comes after the
+      whole request and the client's next request on the same connection is served. A body that goes
+      on past DISCARD_MAX_BYTES is not read further: its 413 says ``Connection: close`` and the
+      connection is closed.
     * A request the bakery has received whole is processed to its end even if the client goes
       away meanwhile. Django's ASGI handler cancels a request when its client disconnects; a phone
       that gives up in the tunnel would then, on a loaded machine, take back an order the bakery
@@ -40,17 +44,19 @@ class BoundedRequestBody:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        if any(name == b"content-length" for name, _ in scope["headers"]):
-            return await self.app(scope, _received_whole(receive), send)
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1
+        stated = [value for name, value in scope["headers"] if name == b"content-length"]
+        if stated and stated[0].isdigit() and int(stated[0]) < limit:
+            return await self.app(scope, _received_whole(receive), send)
         chunks, size, more, disconnected = [], 0, True, False
-        while more and size < limit:
+        while more and size < limit + DISCARD_MAX_BYTES:
             message = await receive()
             if message["type"] == "http.disconnect":
                 disconnected = True
                 break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
+            if size < limit:
+                chunks.append(message.get("body", b""))
+            size += len(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)[:limit]
         given = False
@@ -62,13 +68,21 @@ class BoundedRequestBody:
             if not given:
                 given = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            while True:  # Django waits here for the client to go: drop what is left of a giant body
-                message = await receive()
-                if message["type"] != "http.request":
-                    return await _never()
+            await receive()  # the disconnect (or nothing, until the answer is sent)
+            return await _never()
 
-        headers = [*scope["headers"], (b"content-length", str(len(body)).encode())]
-        return await self.app({**scope, "headers": headers}, replay, send)
+        async def closing(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        headers = [(name, value) for name, value in scope["headers"] if name != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        return await self.app({**scope, "headers": headers}, replay, closing if more else send)
+
+
+# How much of a refused body is read and dropped to keep its connection; past it the connection closes.
+DISCARD_MAX_BYTES = 1024 * 1024
 
 
 def _received_whole(receive):

@@ -104,13 +104,16 @@ class OrderClient:
     """One customer of a running bakery over real HTTP (httpx, async), with its own cookie jar."""
 
     def __init__(self, base_url: str, *, order_path: str = ORDERS_PATH, timeout: float = 30,
-                 connections: int | None = None):
+                 connections: int | None = None, local_address: str | None = None):
         self.order_path = order_path
         self.customer_id = self.label = ""
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections) \
             if connections else httpx.Limits()
+        transport = httpx.AsyncHTTPTransport(local_address=local_address, limits=limits, verify=tls_context()) \
+            if local_address else None
         self.http = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(timeout), limits=limits,
-                                      headers={"Accept": "application/json"}, verify=tls_context())
+                                      headers={"Accept": "application/json"}, verify=tls_context(),
+                                      transport=transport)
 
     async def start(self, *, idempotency: bool | None = None, login_path: str | None = None) -> dict:
         """Become a customer: ``GET /api/me/`` gives the csrftoken cookie and the customer's scope

@@ -249,6 +249,9 @@ REST_FRAMEWORK = {
 # keeps one script's hundred-at-once from filling every web thread.
 ORDER_THROTTLE_RATE = os.environ.get("ORDER_THROTTLE_RATE", "60/min")
 ORDER_BURST_RATE = os.environ.get("ORDER_BURST_RATE", "10/sec")
+# New customers one client address may make (orders/customers.py). A phone on the room's Wi-Fi has
+# its own address and makes one (three with the compare page); "off" for a room behind one address.
+CUSTOMER_CREATION_RATE = os.environ.get("CUSTOMER_CREATION_RATE", "120/min")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Freed's Bakery order API",

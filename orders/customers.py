@@ -14,8 +14,17 @@ scope and gets the replay, and two first writes at the same moment make one orde
 any cookie is refused (``customer-missing``) rather than scoped to a customer only its own answer
 would name. Reads (``GET /api/me/``, the kitchen, the timeline, an invoice) look the customer up
 with :func:`known_customer` and create nothing, so a flood of cookie-less requests leaves no rows
-behind and nothing on the workshop dashboard. Opening a cake page (the tunnel simulator) makes the
-visitor a customer.
+behind and nothing on the workshop dashboard. A cake page (the tunnel simulator) shows a visitor its
+scope (its id, its name, its switch, an empty kitchen) and makes no row either.
+
+Customers are not free: each is a row, and each has its own order throttles and tunnel holds. So
+one client address makes at most ``CUSTOMER_CREATION_RATE`` new customers (``120/min``) by
+:func:`admit_new_customers`, counted in the cache like the order throttles (and, like them, let
+through when the cache cannot count). Past it, a write that would make a customer is answered
+``429 too-many-requests`` with ``Retry-After`` and makes nothing. The address is the connection's
+(``REMOTE_ADDR``; no ``X-Forwarded-For`` is trusted). A phone on the room's Wi-Fi has an address of
+its own and makes one customer, three with the compare page: a script minting customers to
+multiply its throttles and holds is held to two a second.
 
 What the cookie gives up against a server-side session: it cannot be revoked before it expires,
 and its owner can read it (an id and a switch, nothing secret). It grants a cake customer's
@@ -34,15 +43,21 @@ act as another browser's customer.
 
 from __future__ import annotations
 
+import math
+import time
 import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, IntegrityError
+from django.http import HttpResponse
+from django.template.loader import render_to_string
 from django.utils.functional import SimpleLazyObject
+from rest_framework.throttling import BaseThrottle
 
 from orders.models import Customer
-from orders.problems import ProblemError, problem
+from orders.problems import API_PREFIX, PROBLEMS, ProblemError, problem
 from orders.services import customer_save_scope
 
 COOKIE = "bakery_customer"
@@ -94,6 +109,50 @@ def customer_scope(request) -> Scope:
     return getattr(request, _SCOPE)
 
 
+_RATE_OFF = {"", "off", "none"}
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def admit_new_customers(request, count: int = 1) -> None:
+    """Count ``count`` new customers against the request's client address; raise
+    ``ProblemError("too-many-requests")`` (with ``Retry-After``) when the address is over
+    ``CUSTOMER_CREATION_RATE`` in this window, before anything is made. A fixed window counted with
+    one atomic ``INCR``, as the order throttles count (orders/throttles.py); refused attempts count
+    too. When the cache cannot count, the customer is made."""
+    rate = (settings.CUSTOMER_CREATION_RATE or "").strip().lower()
+    if rate in _RATE_OFF:
+        return
+    allowed, period = rate.split("/")
+    allowed, duration = int(allowed), _PERIODS[period[0]]
+    address = BaseThrottle().get_ident(_django(request))  # REMOTE_ADDR: NUM_PROXIES is 0
+    now = time.time()
+    window = int(now // duration)
+    counter = f"customers-made-{address}-{window}"
+    try:
+        cache.add(counter, 0, timeout=duration + 1)
+        made = cache.incr(counter, count)
+    except ValueError:  # the cache did not keep the counter: nothing counts
+        return
+    if isinstance(made, int) and made > allowed:
+        wait = max(1, math.ceil((window + 1) * duration - now))
+        raise ProblemError("too-many-requests", f"Too many new customers from your address ({address}) in a short "
+                                                f"time: at most {rate}. Keep your cookies, or retry in {wait} s.",
+                           headers={"Retry-After": str(wait)})
+
+
+def refusal(request, refused: ProblemError):
+    """A ProblemError raised outside an API view's handler: problem+json under /api/, a small page elsewhere."""
+    request = _django(request)
+    if request.path.startswith(API_PREFIX):
+        return problem(refused.slug, refused.problem_detail, headers=refused.headers, **refused.extra)
+    status = PROBLEMS[refused.slug][0]
+    response = HttpResponse(render_to_string("400.html", {"status": status, "detail": refused.problem_detail}),
+                            status=status)
+    for name, value in refused.headers.items():
+        response[name] = value
+    return response
+
+
 def label_for(customer_id: uuid.UUID) -> str:
     """A friendly name drawn from the id, so a scope has the name its customer row will have."""
     return f"{_FLAVOURS[customer_id.int % len(_FLAVOURS)]} {_BAKERS[(customer_id.int >> 8) % len(_BAKERS)]}"
@@ -111,9 +170,11 @@ def customer_for_request(request) -> Customer:
     if not hasattr(request, _FULL):
         named = cookie_scope(request)
         if named is not None and not named.saved:
+            admit_new_customers(request)
             customer_save_scope(customer_id=named.id, label=label_for(named.id))
         customer = Customer.objects.filter(pk=named.id).first() if named else None
         if customer is None:
+            admit_new_customers(request)
             new_id = uuid.uuid4()
             customer = Customer.objects.create(id=new_id, label=label_for(new_id))
         setattr(request, _FULL, customer)
@@ -138,6 +199,7 @@ def acting_customer(request) -> Customer:
         if named is None:
             raise ProblemError("customer-missing", CUSTOMER_MISSING)
         if not named.saved:
+            admit_new_customers(request)
             customer_save_scope(customer_id=named.id, label=label_for(named.id))
         setattr(request, _KNOWN, Customer.from_db(DEFAULT_DB_ALIAS, ["id", "idempotency_enabled"],
                                                   [named.id, named.idempotency]))
@@ -176,6 +238,7 @@ def session_phone(request, name: str, *, label: str, idempotency: bool = True) -
     customer = known_phone(request, name)
     if customer is None:
         owner = customer_for_request(request)
+        admit_new_customers(request)
         customer = Customer.objects.create(label=f"{owner.label} · {label}"[:60], idempotency_enabled=idempotency)
         request.session[PHONES_SESSION_KEY] = {**request.session.get(PHONES_SESSION_KEY, {}), name: str(customer.pk)}
     return customer
@@ -236,9 +299,14 @@ class CustomerMiddleware:
         request._bakery_view = (view, args, kwargs)
 
     def process_exception(self, request, exception):
-        """A cookie can outlive its customer (deleted in the admin, or a database made afresh): its
+        """A view that would make one customer too many from its address (a compare page) is
+        refused: see :func:`admit_new_customers`.
+
+        A cookie can outlive its customer (deleted in the admin, or a database made afresh): its
         writes then break a foreign key. Everything the view wrote has rolled back with it, so the
         view runs once more, as a new customer, and the browser gets that customer's cookie."""
+        if isinstance(exception, ProblemError):
+            return refusal(request, exception)
         named = cookie_scope(request)
         if (not isinstance(exception, (IntegrityError, Customer.DoesNotExist)) or named is None or phone_of(request)
                 or getattr(request, "_bakery_rerun", False) or Customer.objects.filter(pk=named.id).exists()):
@@ -248,6 +316,9 @@ class CustomerMiddleware:
             request.__dict__.pop(cached, None)
         request.COOKIES.pop(COOKIE, None)
         request.customer = SimpleLazyObject(lambda: customer_for_request(request))
-        customer_for_request(request)
+        try:
+            customer_for_request(request)
+        except ProblemError as refused:
+            return refusal(request, refused)
         view, args, kwargs = request._bakery_view
         return view(request, *args, **kwargs)

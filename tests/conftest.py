@@ -31,6 +31,15 @@ from tests.processes import ROOT, CeleryWorkerProcess, GunicornProcess
 ARTIFACTS = ROOT / "artifacts"
 
 
+@pytest.fixture(autouse=True)
+def _customers_made_freely(settings):
+    """Every request of the suite comes from loopback: one address stands for a whole room of phones,
+    each of which would have an address of its own. So the bound on new customers per address is off,
+    here and in the servers and workers the tests start (worker_environment); the tests of that bound
+    turn it on (tests/bakery/test_customer_bound.py)."""
+    settings.CUSTOMER_CREATION_RATE = "off"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _pools_closed_before_the_test_database_is_dropped(django_db_setup):
     """Each alias keeps a pool of open connections (settings.DATABASE_POOL_SIZE); the test database
@@ -109,6 +118,7 @@ def worker_environment() -> dict:
     env["REDIS_URL"] = settings.REDIS_URL
     env["DJANGO_SETTINGS_MODULE"] = "bakery.settings"
     env["EMAIL_BACKEND"] = "django.core.mail.backends.console.EmailBackend"
+    env["CUSTOMER_CREATION_RATE"] = settings.CUSTOMER_CREATION_RATE
     return env
 
 

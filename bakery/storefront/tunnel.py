@@ -49,10 +49,10 @@ from django.utils import timezone
 
 from bakery.models import TunnelHold
 from orders.api import ORDER_KEY, ORDER_SCOPE
-from orders.customers import CUSTOMER_MISSING, cookie_scope, customer_for_request, phone_of
+from orders.customers import CUSTOMER_MISSING, cookie_scope, customer_for_request, phone_of, refusal
 from orders.events import Kind, record_event
 from orders.models import Customer
-from orders.problems import problem
+from orders.problems import ProblemError, problem
 
 HEADER = "X-Bakery-Tunnel"
 REQUEST_LOST, RESPONSE_LOST, SLOW = "request-lost", "response-lost", "slow"
@@ -203,7 +203,10 @@ class TunnelMiddleware:
             return refused
         if cookie_scope(request) is None and not phone_of(request):  # else a new customer every time
             return problem("customer-missing", CUSTOMER_MISSING)
-        customer = customer_for_request(request)  # a scope handed out before becomes its customer here
+        try:
+            customer = customer_for_request(request)  # a scope handed out before becomes its customer here
+        except ProblemError as refused:  # one new customer too many from this address
+            return refusal(request, refused)
         hold = tunnel_hold_take(customer=customer)
         if hold is None:
             wait = math.ceil(max(settings.TUNNEL_HOLD_SECONDS, settings.TUNNEL_SLOW_SECONDS))

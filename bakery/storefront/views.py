@@ -19,7 +19,8 @@ from bakery.storefront import compare as scene
 from bakery.storefront.selectors import cakes_on_sale, kitchen_context
 from bakery.timeline.views import timeline_context
 from orders import services
-from orders.customers import known_customer
+from orders.customers import customer_scope, known_customer, label_for
+from orders.models import Customer
 
 
 @require_GET
@@ -40,7 +41,10 @@ def _phone_settings() -> dict:
 @require_GET
 def cake_detail(request: BakeryRequest, slug: str) -> HttpResponse:
     cake = get_object_or_404(cakes_on_sale(), slug=slug)
-    customer = request.customer  # opening a cake (the tunnel simulator) makes the visitor a customer
+    customer = known_customer(request)
+    if customer is None:  # a visitor sees its scope, and becomes a customer with its first write
+        scope = customer_scope(request)
+        customer = Customer(id=scope.id, label=label_for(scope.id), idempotency_enabled=scope.idempotency)
     return render(
         request,
         "bakery/cake_detail.html",

@@ -1,0 +1,189 @@
+"""The web tier's edges, over real sockets against the real ASGI server (gunicorn with uvicorn's worker):
+a refused body ends cleanly, so the connection it came on serves the client's next request."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+
+import httpx
+import pytest
+
+from orders.models import Order
+from tests.bakery.test_room_guard import customer_session
+
+GIANT = b'{"items": [{"cake": "strawberry-shortcake", "quantity": 1}], "note": "' + b"x" * 70_000 + b'"}'
+
+
+class Connection:
+    """One raw HTTP/1.1 connection: send bytes, read one answer (status, headers, body)."""
+
+    def __init__(self, url: str):
+        host, port = url.split("//")[1].split(":")
+        self.host = f"{host}:{port}"
+        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        self.buffer = b""
+
+    def send(self, data: bytes, *, pace: float = 0.0, piece: int = 8192) -> None:
+        for start in range(0, len(data), piece if pace else len(data) or 1):
+            self.sock.sendall(data[start:start + (piece if pace else len(data))])
+            time.sleep(pace)
+
+    def answer(self) -> tuple[int, dict, bytes]:
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self._recv()
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in lines[1:])}
+        length = int(headers.get("content-length", 0))
+        while len(self.buffer) < length:
+            self.buffer += self._recv()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return int(lines[0].split()[1]), headers, body
+
+    def _recv(self) -> bytes:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def order_head(host: str, cookies: dict, token: str, framing: str) -> bytes:
+    cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
+    return (f"POST /api/orders/ HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nX-CSRFToken: {token}\r\n"
+            f"Idempotency-Key: {uuid.uuid4()}\r\nContent-Type: application/json\r\n{framing}\r\n\r\n").encode()
+
+
+def chunked(body: bytes, size: int = 4096) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size])
+                    for i in range(0, len(body), size)) + b"0\r\n\r\n"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+@pytest.mark.parametrize("pace", [0.0, 0.3], ids=["at once", "slowly"])
+def test_a_body_over_64_kib_is_a_413_and_the_connection_serves_the_next_request(bakery_server, cake, framing, pace):
+    """Slowly: the body takes about 3 s to arrive, longer than the server keeps an idle connection."""
+    cookies, token, _ = customer_session(bakery_server.url)
+    connection = Connection(bakery_server.url)
+    try:
+        if framing == "content-length":
+            head, body = order_head(connection.host, cookies, token, f"Content-Length: {len(GIANT)}"), GIANT
+        else:
+            head, body = order_head(connection.host, cookies, token, "Transfer-Encoding: chunked"), chunked(GIANT)
+        connection.send(head)
+        connection.send(body, pace=pace)
+        status, headers, answer = connection.answer()
+        assert status == 413 and b"body-too-large" in answer
+        assert headers.get("connection", "").lower() != "close"
+        connection.send(f"GET /api/me/ HTTP/1.1\r\nHost: {connection.host}\r\n\r\n".encode())
+        status, _, answer = connection.answer()
+        assert status == 200 and b'"customer"' in answer
+    finally:
+        connection.close()
+    assert not Order.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_client_keeping_its_connection_alive_orders_after_a_413(bakery_server, cake):
+    cookies, token, _ = customer_session(bakery_server.url)
+    headers = {"X-CSRFToken": token, "Content-Type": "application/json"}
+    with httpx.Client(base_url=bakery_server.url, cookies=cookies, timeout=30,
+                      limits=httpx.Limits(max_connections=1)) as client:
+        ports = []
+        for body in (GIANT, iter([GIANT[:40_000], GIANT[40_000:]])):  # with a Content-Length, then chunked
+            refused = client.post("/api/orders/", content=body,
+                                  headers={**headers, "Idempotency-Key": str(uuid.uuid4())})
+            assert refused.status_code == 413 and refused.json()["code"] == "body-too-large"
+            placed = client.post("/api/orders/", json={"items": [{"cake": "strawberry-shortcake", "quantity": 1}]},
+                                 headers={**headers, "Idempotency-Key": str(uuid.uuid4())})
+            assert placed.status_code == 201, placed.text
+            ports += [answer.extensions["network_stream"].get_extra_info("client_addr")[1]
+                      for answer in (refused, placed)]
+    assert len(set(ports)) == 1, f"one connection throughout: {ports}"
+    assert Order.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_body_that_goes_on_and_on_is_a_413_that_closes_its_connection(bakery_server, cake):
+    cookies, token, _ = customer_session(bakery_server.url)
+    connection = Connection(bakery_server.url)
+    try:
+        connection.send(order_head(connection.host, cookies, token, "Transfer-Encoding: chunked"))
+        try:
+            connection.send(chunked(b"x" * 3 * 1024 * 1024, size=65536)[:-5])  # 3 MiB and still going
+        except OSError:
+            pass  # the server stopped reading: its answer is already there
+        status, headers, answer = connection.answer()
+        assert status == 413 and b"body-too-large" in answer
+        assert headers["connection"].lower() == "close"
+    finally:
+        connection.close()
+    assert not Order.objects.exists()
+
+
+# --- what the server answers itself --------------------------------------------------------------
+
+def until_closed(connection: Connection) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    received = connection.buffer
+    while True:
+        try:
+            data = connection.sock.recv(65536)
+        except ConnectionResetError:
+            return received + b"<reset>"
+        if not data:
+            return received
+        received += data
+
+
+def request_in_pieces(connection: Connection, data: bytes) -> None:
+    try:
+        connection.send(data, pace=0.01, piece=1024)
+    except OSError:
+        pass  # the server stopped reading: its answer is already there
+
+
+SERVER_REFUSALS = {
+    "a request line that is not HTTP": lambda host: b"GARBAGE\r\n\r\n",
+    "a header line without a colon": lambda host: f"GET /api/me/ HTTP/1.1\r\nHost: {host}\r\nNo\r\n\r\n".encode(),
+    "chunked framing that is not hex": lambda host: (
+        f"POST /api/orders/ HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n"
+    ).encode(),
+    "headers over 16 KiB": lambda host: (f"GET /api/me/ HTTP/1.1\r\nHost: {host}\r\nX-Long: ".encode()
+                                         + b"a" * 100_000 + b"\r\n\r\n"),
+    "a URL over 16 KiB": lambda host: b"GET /api/" + b"a" * 100_000 + f" HTTP/1.1\r\nHost: {host}\r\n\r\n".encode(),
+}
+
+
+@pytest.mark.parametrize("what", SERVER_REFUSALS)
+def test_what_the_server_cannot_parse_is_its_own_plain_400_and_a_closed_connection(bakery_server, what):
+    """As the README says: uvicorn answers these itself, before the bakery sees them, in plain text."""
+    connection = Connection(bakery_server.url)
+    try:
+        request_in_pieces(connection, SERVER_REFUSALS[what](connection.host))
+        answer = until_closed(connection)
+    finally:
+        connection.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer[:300]
+    assert b"content-type: text/plain; charset=utf-8" in head.lower() and b"connection: close" in head.lower()
+    assert b"Invalid HTTP request received." in body  # (chunked when the request had begun)
+
+
+def test_what_the_server_parses_reaches_the_bakery_and_is_problem_json(bakery_server):
+    """An 8 KiB URL, or headers of 8 KiB, arriving whole: the bakery's own 404 problem, not the server's."""
+    connection = Connection(bakery_server.url)
+    try:
+        connection.send(b"GET /api/" + b"a" * 8_000 + f" HTTP/1.1\r\nHost: {connection.host}\r\n".encode()
+                        + b"X-Long: " + b"b" * 8_000 + b"\r\n\r\n")
+        while b"\r\n\r\n" not in connection.buffer:
+            connection.buffer += connection._recv()
+    finally:
+        connection.close()
+    head = connection.buffer.split(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 404 ") and b"content-type: application/problem+json" in head

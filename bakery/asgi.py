@@ -9,6 +9,7 @@ import os
 
 from django.conf import settings
 from django.core.asgi import get_asgi_application
+from django.http import HttpResponse
 
 from bakery import engines
 
@@ -17,7 +18,8 @@ engines.start()
 
 
 class BoundedRequestBody:
-    """Two things gunicorn's WSGI workers did, kept under ASGI, and a clean end to a refused body.
+    """Every request's body is read here, before Django: what gunicorn's WSGI workers did, kept under
+    ASGI, a clean end to a refused body, and no wait on a client that never finishes its body.
 
     * A request body with no Content-Length (``Transfer-Encoding: chunked``) is read for Django,
       at most DATA_UPLOAD_MAX_MEMORY_SIZE + 1 bytes, and its length stated. Django reads exactly
@@ -30,6 +32,9 @@ class BoundedRequestBody:
       whole request and the client's next request on the same connection is served. A body that goes
       on past DISCARD_MAX_BYTES is not read further: its 413 says ``Connection: close`` and the
       connection is closed.
+    * A body that has not arrived REQUEST_BODY_TIMEOUT_SECONDS after its headers is not waited for:
+      the answer is ``408`` (problem+json ``request-timeout`` under /api/) with ``Connection: close``,
+      so a client that sends half a request and waits keeps no request open in the bakery.
     * A request the bakery has received whole is processed to its end even if the client goes
       away meanwhile. Django's ASGI handler cancels a request when its client disconnects; a phone
       that gives up in the tunnel would then, on a loaded machine, take back an order the bakery
@@ -45,12 +50,14 @@ class BoundedRequestBody:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1
-        stated = [value for name, value in scope["headers"] if name == b"content-length"]
-        if stated and stated[0].isdigit() and int(stated[0]) < limit:
-            return await self.app(scope, _received_whole(receive), send)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.REQUEST_BODY_TIMEOUT_SECONDS
         chunks, size, more, disconnected = [], 0, True, False
         while more and size < limit + DISCARD_MAX_BYTES:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                return await _too_slow(scope, send)
             if message["type"] == "http.disconnect":
                 disconnected = True
                 break
@@ -85,20 +92,18 @@ class BoundedRequestBody:
 DISCARD_MAX_BYTES = 1024 * 1024
 
 
-def _received_whole(receive):
-    """``receive``, except that a disconnect after the whole body was received is never passed on."""
-    whole = False
-
-    async def wrapped():
-        nonlocal whole
-        if whole:
-            await receive()  # the disconnect (or nothing, until the answer is sent)
-            return await _never()
-        message = await receive()
-        whole = message["type"] == "http.request" and not message.get("more_body", False)
-        return message
-
-    return wrapped
+async def _too_slow(scope, send) -> None:
+    """The 408 for a body that did not arrive in time, and the connection closed after it."""
+    detail = (f"The request body did not arrive within {settings.REQUEST_BODY_TIMEOUT_SECONDS} s of its headers. "
+              "Send the whole request at once.")
+    if scope["path"].startswith(API_PREFIX):
+        response = problem("request-timeout", detail)
+    else:
+        response = HttpResponse(detail, status=408, content_type="text/plain; charset=utf-8")
+    headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
+    headers += [(b"content-length", str(len(response.content)).encode()), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": response.content})
 
 
 async def _never():
@@ -107,3 +112,5 @@ async def _never():
 
 
 application = BoundedRequestBody(get_asgi_application())
+
+from orders.problems import API_PREFIX, problem  # noqa: E402  (once Django is set up)

@@ -219,6 +219,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # A request body over 64 KiB is refused with 413 before any work is done.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+# How long the ASGI web tier waits for a request's body once its headers are in (bakery/asgi.py): then 408.
+REQUEST_BODY_TIMEOUT_SECONDS = float(os.environ.get("REQUEST_BODY_TIMEOUT_SECONDS", 5))
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 # Only read by the file-based backend (tests count the emails a worker really sent).

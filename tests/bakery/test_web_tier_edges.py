@@ -12,6 +12,7 @@ import pytest
 
 from orders.models import Order
 from tests.bakery.test_room_guard import customer_session
+from tests.conftest import BakeryServer
 
 GIANT = b'{"items": [{"cake": "strawberry-shortcake", "quantity": 1}], "note": "' + b"x" * 70_000 + b'"}'
 
@@ -187,3 +188,65 @@ def test_what_the_server_parses_reaches_the_bakery_and_is_problem_json(bakery_se
         connection.close()
     head = connection.buffer.split(b"\r\n\r\n")[0].lower()
     assert head.startswith(b"http/1.1 404 ") and b"content-type: application/problem+json" in head
+
+
+# --- slow clients --------------------------------------------------------------------------------
+
+
+def half_sent(url: str, what: str) -> socket.socket:
+    """A connection from 127.0.0.2 that sends half a request and then waits: headers never finished,
+    or headers whole and a body that never is."""
+    host, port = url.split("//")[1].split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10, source_address=("127.0.0.2", 0))
+    if what == "headers":
+        sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nX-Half: ".encode())
+    else:
+        sock.sendall(f"POST /api/orders/ HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 100\r\n\r\n{\"items\": ".encode())
+    return sock
+
+
+def closed_by_server(sock: socket.socket) -> tuple[bool, bytes]:
+    sock.settimeout(0.05)
+    try:
+        received = b""
+        while data := sock.recv(65536):
+            received += data
+        return True, received
+    except TimeoutError:
+        return False, b""
+    except ConnectionResetError:
+        return True, b""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_hundred_half_sent_requests_leave_another_learner_served_and_unfinished_bodies_get_a_408(cake):
+    server = BakeryServer({"REQUEST_BODY_TIMEOUT_SECONDS": "3"}, workers=2).start()
+    sockets: dict[str, list[socket.socket]] = {"headers": [], "body": []}
+    try:
+        cookies, token, _ = customer_session(server.url)
+        for what in ("headers", "body"):
+            sockets[what] = [half_sent(server.url, what) for _ in range(100)]
+        opened = time.monotonic()
+        with httpx.Client(base_url=server.url, cookies=cookies, timeout=30) as learner:
+            started = time.monotonic()
+            page = learner.get("/")
+            page_seconds = time.monotonic() - started
+            started = time.monotonic()
+            placed = learner.post("/api/orders/", json={"items": [{"cake": "strawberry-shortcake", "quantity": 1}]},
+                                  headers={"X-CSRFToken": token, "Idempotency-Key": str(uuid.uuid4())})
+            order_seconds = time.monotonic() - started
+        time.sleep(max(0.0, opened + 5 - time.monotonic()))  # the body timeout (3 s), and time to answer
+        bodies = [closed_by_server(sock) for sock in sockets["body"]]
+        heads = [closed_by_server(sock) for sock in sockets["headers"]]
+    finally:
+        for sock in sockets["headers"] + sockets["body"]:
+            sock.close()
+        server.stop()
+    assert page.status_code == 200 and placed.status_code == 201, placed.text
+    assert page_seconds < 1.0 and order_seconds < 1.0, (page_seconds, order_seconds)
+    assert all(closed for closed, _ in bodies), f"{sum(not c for c, _ in bodies)} of 100 half bodies still open"
+    assert all(answer.startswith(b"HTTP/1.1 408 ") and b"request-timeout" in answer for _, answer in bodies)
+    assert Order.objects.count() == 1
+    print(f"GET / {page_seconds:.3f} s, order {order_seconds:.3f} s; after 5 s, unfinished heads closed by the "
+          f"server: {sum(closed for closed, _ in heads)} of 100")

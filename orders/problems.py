@@ -68,7 +68,8 @@ ADVICE = {
     "forbidden": "You may not do this.",
     "method-not-allowed": "Use one of the methods in the Allow header.",
     "unsupported-media-type": "Send Content-Type: application/json.",
-    "too-many-requests": "This customer placed more orders than ORDER_THROTTLE_RATE allows. Wait Retry-After "
+    "too-many-requests": "This customer placed more orders than ORDER_BURST_RATE or ORDER_THROTTLE_RATE allow, or "
+                         "this address made more new customers than CUSTOMER_CREATION_RATE allows. Wait Retry-After "
                          "seconds; a retry with the same key then gets its one order.",
     "tunnel-full": "This customer already has as many requests held in the tunnel as TUNNEL_MAX_HOLDS allows. "
                    "Wait Retry-After seconds for one to come out, then retry.",

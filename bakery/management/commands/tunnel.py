@@ -3,8 +3,7 @@
 One learner (or ``--participants K`` learners at once, each with its own cookie jar and so its own
 customer) does what a phone in a tunnel does:
 
-1. ``GET /api/me/`` for the csrftoken cookie and the customer's scope, and ``PATCH /api/me/`` only to switch
-   idempotency off (switched on, the first order makes the scope a customer);
+1. ``GET /api/me/`` for the csrftoken cookie, ``PATCH /api/me/`` for the switch (and the customer cookie);
 2. the first attempts of one order intent go *through the tunnel* (header ``X-Bakery-Tunnel``) and
    are really aborted when the client timeout fires, exactly like the browser's fetch timeout.
    ``--tunnel-length`` says how many, as the simulator page's choice does: ``1`` (the default), ``3``,

@@ -117,16 +117,15 @@ class OrderClient:
 
     async def start(self, *, idempotency: bool | None = None, login_path: str | None = None) -> dict:
         """Become a customer: ``GET /api/me/`` gives the csrftoken cookie and the customer's scope
-        (reading creates nothing). With ``idempotency`` given, a first write setting the switch makes
-        this client a customer at once; with None the client stays a scope with the switch on, and its
-        first order makes it a customer (one request fewer). Logs in first when ``login_path`` is given."""
-        me = (await self.http.get(ME_PATH)).raise_for_status().json()
+        (reading creates nothing),
+        then the first write, setting the idempotency switch (on unless asked otherwise), makes this
+        client a customer. Logs in first when ``login_path`` is given."""
+        (await self.http.get(ME_PATH)).raise_for_status()
         if login_path:
             (await self.http.post(login_path, headers=order_headers(self.csrf_token))).raise_for_status()
-        if idempotency is not None:
-            switched = await self.http.patch(ME_PATH, json={"idempotency": idempotency},
-                                             headers=order_headers(self.csrf_token))
-            me = switched.raise_for_status().json()
+        switched = await self.http.patch(ME_PATH, json={"idempotency": idempotency is not False},
+                                         headers=order_headers(self.csrf_token))
+        me = switched.raise_for_status().json()
         self.customer_id, self.label = me["customer"], me["label"]
         return me
 

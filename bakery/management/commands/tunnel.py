@@ -144,13 +144,12 @@ async def run_learner(number: int, scenario: Scenario, say, poll_seconds: float 
     learner = Learner(number)
     async with OrderClient(scenario.url) as client:
         try:
-            # Switched on, a learner is a scope until its first order makes it a customer: no write first.
-            await client.start(idempotency=None if scenario.idempotency else False)
+            await client.start(idempotency=scenario.idempotency)
             learner.label, learner.customer = client.label, client.customer_id
         except (httpx.HTTPError, KeyError, ValueError) as error:
             learner.error = f"could not start a session: {error}"
             return learner
-        say(learner, f"{learner.label} (customer {learner.customer[:8]}) has idempotency "
+        say(learner, f"{learner.label} (customer {learner.customer[:8]}) switched idempotency "
                      f"{'on' if scenario.idempotency else 'off'}")
         await place_order(client, learner, scenario, say)
         await wait_for_back_office(client, learner, scenario, say, poll_seconds)

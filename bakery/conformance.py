@@ -31,9 +31,10 @@ from django.http import HttpResponse, JsonResponse
 from django.urls import path
 from rest_framework.parsers import BaseParser
 
-from orders.api import CustomerAPIView
+from orders.authentication import CustomerAPIView
 from orders.idempotent import KeyPolicy
 from orders.idempotent import idempotent as layer
+from orders.models import Event
 from orders.problems import ProblemError
 
 SCOPE = "conformance"
@@ -50,7 +51,7 @@ def _redis() -> redis.Redis:
 
 
 def _counter_name(request) -> str:
-    return f"conformance:count:{request.customer.pk}"
+    return f"conformance:count:{request.acting.customer().pk}"
 
 
 def _invoked(request) -> None:
@@ -106,7 +107,7 @@ def _bounded(request, name: str) -> int:
 # --- the bakery's layer over HTTP ----------------------------------------------------------------
 
 
-def fixture_fingerprint(request) -> dict:
+def fixture_payload(request) -> dict:
     """What a retry must repeat: the method, the target, the Content-Type and the exact body bytes."""
     return {"method": request.method, "target": request.get_full_path(),
             "content_type": request.headers.get("Content-Type", ""),
@@ -117,9 +118,9 @@ def idempotent(handler):
     """The bakery's ``@idempotent`` in front of ``handler(request, **kwargs)``, as the suite expects it:
     any key of 1 to 255 printable characters (sf-string or bare), and a duplicate in flight answered
     after ``CONFORMANCE_WAIT_SECONDS`` (0: at once, the draft's ``409``)."""
-    guard = layer(scope=SCOPE, key=KeyPolicy(hint=KEY_HINT, bare=True), fingerprint=fixture_fingerprint,
-                  source=SCOPE, wait_seconds=lambda: settings.CONFORMANCE_WAIT_SECONDS)
-    return functools.wraps(handler)(guard(handler))
+    keyed = layer(scope=SCOPE, key=KeyPolicy(hint=KEY_HINT, bare=True), payload=fixture_payload,
+                  source=Event.Source.CONFORMANCE, wait_seconds=lambda: settings.CONFORMANCE_WAIT_SECONDS)
+    return functools.wraps(handler)(keyed(handler))
 
 
 # --- the routes ----------------------------------------------------------------------------------

@@ -310,6 +310,9 @@ TUNNEL_CLIENT_TIMEOUT_SECONDS = float(os.environ.get("TUNNEL_CLIENT_TIMEOUT_SECO
 # ...so the tunnel holds a lost answer longer than that, and the slow bakery is slower than that.
 TUNNEL_HOLD_SECONDS = float(os.environ.get("TUNNEL_HOLD_SECONDS", 5))
 TUNNEL_SLOW_SECONDS = float(os.environ.get("TUNNEL_SLOW_SECONDS", 4))
+# Called with the request inside the order handler, while the order's key is claimed
+# (orders/placing.py: order_answer): the tunnel's slow bakery is slow there.
+ORDER_HANDLER_HOOKS = ["bakery.storefront.tunnel.slow_bakery"]
 # Each held request holds a web thread: one customer may have at most this many in the tunnel at
 # once (browser retries overlap by two at most); past it the tunnel answers 429 at once.
 TUNNEL_MAX_HOLDS = int(os.environ.get("TUNNEL_MAX_HOLDS", 3))

@@ -1,61 +1,26 @@
-"""The order API. Views parse and validate, call one service, and serialize (HackSoft style)."""
+"""The order API. Views parse and validate, call one service, and serialize (HackSoft style).
+
+Placing an order reads top-down in :meth:`OrderListCreate.post`: who acts, the key under the
+order API's policy, a finished key's answer, the order's validation, then the handler run once
+under the key (orders/idempotent.py, orders/placing.py)."""
 
 from __future__ import annotations
 
-from django.core.exceptions import RequestDataTooBig
-from django.http import HttpResponse
 from django.middleware.csrf import get_token
-from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.authentication import SessionAuthentication
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from orders import selectors, services
-from orders.customers import acting_customer, customer_scope, known_customer, label_for
-from orders.idempotent import idempotent, uuid_key
-from orders.problems import VALID_KEY_HINT, ProblemError
-from orders.serializers import OrderInSerializer, OrderSerializer, PlacedOrderSerializer
+from orders.authentication import CustomerAPIView
+from orders.customers import label_for
+from orders.idempotent import KeyedWrite
+from orders.keys import ORDER_KEY, ORDER_SCOPE
+from orders.placing import order_answer, order_payload, validated_order
+from orders.problems import ProblemError
+from orders.serializers import OrderInSerializer, OrderSerializer
 from orders.throttles import OrderBurstThrottle, OrderRateThrottle
-
-ORDER_SCOPE = "orders.create"
-# The order API's key policy: a UUID, bare or as an sf-string ("…").
-ORDER_KEY = uuid_key(VALID_KEY_HINT)
-
-
-class CustomerSessionAuthentication(SessionAuthentication):
-    """Every caller is a session customer, so every write must pass Django's CSRF check.
-
-    DRF's own SessionAuthentication checks CSRF only for logged-in users; the bakery has no
-    sign-up, so it checks for everyone, exactly as a Django form would.
-    """
-
-    def authenticate(self, request):
-        read_body(request)  # the CSRF check reads the body, so the size limit comes first
-        self.enforce_csrf(request)
-        return (request._request.user, None)
-
-
-class CustomerSessionScheme(SessionScheme):
-    """The OpenAPI schema describes the customer's session cookie as DRF's session scheme would."""
-
-    target_class = CustomerSessionAuthentication
-
-
-class CustomerAPIView(APIView):
-    authentication_classes = [CustomerSessionAuthentication]
-
-
-def read_body(request) -> None:
-    """Read the body once through Django, which enforces DATA_UPLOAD_MAX_MEMORY_SIZE (64 KiB)."""
-    try:
-        request._request.body  # noqa: B018 - reading it is the check
-    except RequestDataTooBig:
-        raise ProblemError("body-too-large", "An order body may be at most 64 KiB.") from None
-
 
 IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     name="Idempotency-Key",
@@ -81,7 +46,7 @@ class OrderListCreate(CustomerAPIView):
 
     @extend_schema(responses=OrderSerializer(many=True), summary="This customer's orders, newest first")
     def get(self, request):
-        orders = selectors.order_list(customer=known_customer(request._request))
+        orders = selectors.order_list(customer=request.acting.existing())
         return Response(OrderSerializer(orders, many=True).data)
 
     @extend_schema(
@@ -109,48 +74,26 @@ class OrderListCreate(CustomerAPIView):
                                    "`Retry-After` seconds"),
         },
     )
-    @idempotent(scope=ORDER_SCOPE, key=ORDER_KEY, fingerprint=lambda request: order_fingerprint_source(request.data),
-                validate=lambda request: validated_order(request.data),
-                enabled=lambda request: acting_customer(request).idempotency_enabled)
     def post(self, request):
-        claim = request.idempotency
-        return order_placed(request, validated=claim.validated, idempotency_key=claim.key, idempotent=claim.guarded)
-
-
-def order_placed(request, *, validated: dict, idempotency_key, idempotent: bool) -> HttpResponse:
-    """The order handler: place the order and answer 201 with it, serialized from what was just
-    written (the bench's peers protect this same handler)."""
-    order, items = services.order_place(customer=acting_customer(request), items=validated["items"],
-                                        note=validated["note"], idempotency_key=idempotency_key,
-                                        idempotent=idempotent)
-    body = PlacedOrderSerializer(order, items=items).data
-    return HttpResponse(JSONRenderer().render(body), status=201, content_type="application/json",
-                        headers={"Location": request.build_absolute_uri(f"/api/orders/{order.pk}/")})
-
-
-def validated_order(data) -> dict:
-    """The order's own validation: runs before the key is claimed, so its 400 does not spend the key."""
-    incoming = OrderInSerializer(data=data)
-    incoming.is_valid(raise_exception=True)
-    return incoming.validated_data
-
-
-def order_fingerprint_source(data) -> dict:
-    """What the layer compares between a first request and a retry: the parsed body's items and
-    note (note defaults to ""), so key order, spacing and unknown extra fields never matter."""
-    if not isinstance(data, dict):
-        return {"body": data}
-    items = data.get("items")
-    if isinstance(items, list):
-        items = [{"cake": i.get("cake"), "quantity": i.get("quantity")} if isinstance(i, dict) else i for i in items]
-    return {"items": items, "note": data.get("note", "")}
+        customer = request.acting.customer()
+        write = KeyedWrite(request, scope=ORDER_SCOPE, policy=ORDER_KEY, customer=customer,
+                           idempotency_enabled=customer.idempotency_enabled)
+        with write.refusals():
+            write.read_key()
+            write.payload = order_payload(request.data)
+            answer = write.finished_answer()
+            if answer is not None:
+                return answer
+            validated = validated_order(request.data)
+        return write.answer_once(lambda: order_answer(request, customer=customer, validated=validated,
+                                                      key=write.key, idempotent=write.idempotency_enabled))
 
 
 class OrderDetail(CustomerAPIView):
     @extend_schema(responses={200: OrderSerializer, 404: _problem_response("No such order for this customer")},
                    summary="One of this customer's orders, with its payment, invoice and emails")
     def get(self, request, pk: int):
-        order = selectors.order_get(customer=known_customer(request._request), order_id=pk)
+        order = selectors.order_get(customer=request.acting.existing(), order_id=pk)
         if order is None:
             raise ProblemError("not-found", f"You have no order #{pk}.")
         return Response(OrderSerializer(order).data)
@@ -175,10 +118,11 @@ class Me(CustomerAPIView):
                                                    "and its idempotency switch")
     def get(self, request):
         get_token(request._request)  # sets the csrftoken cookie
-        customer = known_customer(request._request)
+        customer = request.acting.existing()
         if customer is None:
-            scope = customer_scope(request)
-            return Response({"customer": str(scope.id), "label": label_for(scope.id), "idempotency": scope.idempotency})
+            identity = request.acting.identity
+            return Response({"customer": str(identity.id), "label": label_for(identity.id),
+                             "idempotency": identity.idempotency_enabled})
         return Response(self._as_json(customer))
 
     @extend_schema(request=MePatchSerializer, responses=MeSerializer,
@@ -187,7 +131,7 @@ class Me(CustomerAPIView):
         value = request.data.get("idempotency") if isinstance(request.data, dict) else None
         if not isinstance(value, bool):
             raise ProblemError("invalid-request", 'Send {"idempotency": true} or {"idempotency": false}.')
-        customer = services.customer_set_idempotency(customer=request.customer, enabled=value)
+        customer = services.customer_set_idempotency(customer=request.acting.customer(), enabled=value)
         return Response(self._as_json(customer))
 
     @staticmethod

@@ -1,21 +1,19 @@
 """Every browser is a customer, known by a signed cookie that names it (no sign-up).
 
-The cookie holds the customer's id and its idempotency switch, signed with SECRET_KEY (Django's
-signed cookies: an HMAC, salted for this use, timestamped and refused after COOKIE_AGE). So the
-order API knows who is asking, and whether the switch is on, without a query and without Redis:
-:func:`acting_customer`. ``request.customer`` is the whole Customer row, read (or created, with
-its cookie) only when a view that writes asks for it.
+The cookie holds the customer's identity (its id and its idempotency switch), signed with
+SECRET_KEY (Django's signed cookies: an HMAC, salted for this use, timestamped and refused after
+COOKIE_AGE). Who a request acts for is asked in one place, ``request.acting`` (:class:`Acting`): a
+write knows its customer and whether the switch is on without a query and without Redis.
 
-A visitor's keys have a scope before its first write: every answer that hands out a CSRF token
-(any page, ``GET /api/me/``, Swagger UI) also hands a visitor without a cookie a scope, a new id in
-the cookie marked ``new`` and no row (:func:`customer_scope`). The first write makes the customer a
-row under that id (:func:`acting_customer`), so a retry whose first answer was lost has the same
-scope and gets the replay, and two first writes at the same moment make one order. A write without
-any cookie is refused (``customer-missing``) rather than scoped to a customer only its own answer
-would name. Reads (``GET /api/me/``, the kitchen, the timeline, an invoice) look the customer up
-with :func:`known_customer` and create nothing, so a flood of cookie-less requests leaves no rows
-behind and nothing on the workshop dashboard. A cake page (the tunnel simulator) shows a visitor its
-scope (its id, its name, its switch, an empty kitchen) and makes no row either.
+A visitor's keys have an identity before its first write: every answer that hands out a CSRF token
+(any page, ``GET /api/me/``, Swagger UI) also hands a visitor without a cookie an identity, a new id
+in the cookie marked ``new`` and no row. The first write makes the customer a row under that id, so
+a retry whose first answer was lost has the same identity and gets the replay, and two first writes
+at the same moment make one order. A write without any cookie is refused (``customer-missing``)
+rather than given to a customer only its own answer would name. Reads (``GET /api/me/``, the kitchen,
+the timeline, an invoice) create nothing, so a flood of cookie-less requests leaves no rows behind
+and nothing on the workshop dashboard. A cake page (the tunnel simulator) shows a visitor its
+identity (its id, its name, its switch, an empty kitchen) and makes no row either.
 
 Customers are not free: each is a row, and each has its own order throttles and tunnel holds. So
 one client address makes at most ``CUSTOMER_CREATION_RATE`` new customers (``120/min``) by
@@ -53,12 +51,11 @@ from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, IntegrityError
 from django.http import HttpResponse
 from django.template.loader import render_to_string
-from django.utils.functional import SimpleLazyObject
 from rest_framework.throttling import BaseThrottle
 
 from orders.models import Customer
 from orders.problems import API_PREFIX, PROBLEMS, ProblemError, problem
-from orders.services import customer_save_scope
+from orders.services import customer_save_identity
 
 COOKIE = "bakery_customer"
 PHONES_SESSION_KEY = "bakery_phones"
@@ -67,46 +64,37 @@ _SALT = "orders.customers"
 _FLAVOURS = ["Strawberry", "Lemon", "Carrot", "Chocolate", "Pistachio", "Coconut", "Raspberry", "Ginger",
              "Mango", "Hazelnut", "Blueberry", "Caramel", "Cherry", "Vanilla", "Matcha", "Plum"]
 _BAKERS = ["Baker", "Whisk", "Crumb", "Sprinkle", "Muffin", "Scone", "Eclair", "Bun"]
-# Cached on the HttpRequest: the whole customer the request acts for, the one its cookie names, its scope.
-_FULL, _KNOWN, _SCOPE = "_bakery_customer", "_bakery_cookie_customer", "_bakery_scope"
+CUSTOMER_GONE = ("The customer this browser's cookie names no longer exists (removed by the facilitator, or a "
+                 "database made afresh). This answer gives the browser a new customer: retry with the same key.")
 CUSTOMER_MISSING = ("This request has no bakery_customer cookie, so its Idempotency-Key has no customer to belong "
                     "to, and a retry whose answer was lost would be somebody else. GET /api/me/ first with a cookie "
                     "jar (it sets bakery_customer and csrftoken), then send both cookies with every order.")
 
 
 @dataclass(frozen=True)
-class Scope:
-    """What a valid cookie says: the customer's id (the scope of its keys), its switch, and whether
-    the customer is a row yet (``saved``). A scope is handed out before the first write, so a retry
-    whose first answer was lost, and so never set the cookie, still has the same scope."""
+class Identity:
+    """What a valid cookie says: the customer's id (whose keys are its own), its idempotency switch,
+    and whether the customer is a row yet (``saved``). An identity is handed out before the first
+    write, so a retry whose first answer was lost, and so never set the cookie, still has the same one."""
 
     id: uuid.UUID
-    idempotency: bool
+    idempotency_enabled: bool
     saved: bool
 
     def cookie_value(self) -> str:
-        return f"{self.id}:{'on' if self.idempotency else 'off'}{'' if self.saved else ':new'}"
+        return f"{self.id}:{'on' if self.idempotency_enabled else 'off'}{'' if self.saved else ':new'}"
 
 
-def cookie_scope(request) -> Scope | None:
-    """The scope a valid cookie names, or None."""
+def cookie_identity(request) -> Identity | None:
+    """The identity a valid cookie names, or None."""
     value = request.get_signed_cookie(COOKIE, default=None, salt=_SALT, max_age=settings.SESSION_COOKIE_AGE)
     try:
         customer_id, switch, *new = value.split(":")
         if new not in ([], ["new"]):
             return None
-        return Scope(uuid.UUID(customer_id), switch == "on", saved=not new)
+        return Identity(uuid.UUID(customer_id), switch == "on", saved=not new)
     except (AttributeError, ValueError):
         return None
-
-
-def customer_scope(request) -> Scope:
-    """The scope of this browser's keys: its cookie's, or a new one for a visitor without (no row:
-    it becomes a customer with its first write, under this id). The middleware sets its cookie."""
-    request = _django(request)
-    if not hasattr(request, _SCOPE):
-        setattr(request, _SCOPE, cookie_scope(request) or Scope(uuid.uuid4(), True, saved=False))
-    return getattr(request, _SCOPE)
 
 
 _RATE_OFF = {"", "off", "none"}
@@ -154,7 +142,7 @@ def refusal(request, refused: ProblemError):
 
 
 def label_for(customer_id: uuid.UUID) -> str:
-    """A friendly name drawn from the id, so a scope has the name its customer row will have."""
+    """A friendly name drawn from the id, so an identity has the name its customer row will have."""
     return f"{_FLAVOURS[customer_id.int % len(_FLAVOURS)]} {_BAKERS[(customer_id.int >> 8) % len(_BAKERS)]}"
 
 
@@ -163,162 +151,146 @@ def _django(request):
     return getattr(request, "_request", request)
 
 
-def customer_for_request(request) -> Customer:
-    """The browser's whole customer: read by the cookie's id (made into a row under that id if it is
-    only a scope yet), or created when there is no cookie."""
-    request = _django(request)
-    if not hasattr(request, _FULL):
-        named = cookie_scope(request)
-        if named is not None and not named.saved:
-            admit_new_customers(request)
-            customer_save_scope(customer_id=named.id, label=label_for(named.id))
-        customer = Customer.objects.filter(pk=named.id).first() if named else None
-        if customer is None:
-            admit_new_customers(request)
-            new_id = uuid.uuid4()
-            customer = Customer.objects.create(id=new_id, label=label_for(new_id))
-        setattr(request, _FULL, customer)
-    return getattr(request, _FULL)
+class Acting:
+    """Who a request acts for: the one place that answers it, as ``request.acting`` (put there by
+    :class:`CustomerMiddleware`). The browser's own customer, or the phone ``X-Bakery-Phone`` names.
 
-
-def acting_customer(request) -> Customer:
-    """The customer a write acts for, without a query when its cookie names a saved customer: only
-    ``pk`` and ``idempotency_enabled`` are loaded (another field reads the row). A cookie that holds
-    only a scope makes its customer a row first, under the scope's id (one INSERT, which a racing
-    first write shares). A phone's request acts for that phone.
-
-    Raises ``ProblemError("customer-missing")`` when there is no cookie at all: a key without a scope
-    would belong to a customer that only this request's answer names, and a retry whose answer was
-    lost would be somebody else.
+    * :meth:`customer` for a write: the row the write belongs to, made from the cookie's identity
+      when it is not one yet. No query when the cookie names a saved customer (only ``pk`` and
+      ``idempotency_enabled`` are loaded; another field reads the row).
+    * :meth:`existing` for a read: the whole row if it exists; never makes one.
+    * :attr:`identity` for a page that shows a visitor who it is before its first write.
+    * :attr:`saved_id` for a counter: the saved customer's id without a query, or None.
     """
-    request = _django(request)
-    if hasattr(request, _FULL):
-        return getattr(request, _FULL)
-    if not hasattr(request, _KNOWN):
-        named = cookie_scope(request)
-        if named is None:
-            raise ProblemError("customer-missing", CUSTOMER_MISSING)
-        if not named.saved:
-            admit_new_customers(request)
-            customer_save_scope(customer_id=named.id, label=label_for(named.id))
-        setattr(request, _KNOWN, Customer.from_db(DEFAULT_DB_ALIAS, ["id", "idempotency_enabled"],
-                                                  [named.id, named.idempotency]))
-    return getattr(request, _KNOWN)
 
+    def __init__(self, request, *, phone: Customer | None = None):
+        self._request = request
+        self.phone = request.headers.get(PHONE_HEADER, "")
+        self._customer: Customer | None = phone  # the whole row, once read
+        self._light: Customer | None = None  # pk and switch from the cookie, once a write asked
+        self._identity: Identity | None = None
 
-def known_customer(request) -> Customer | None:
-    """The customer this request speaks for (the phone it names, or the cookie's own) if it already
-    exists, read whole; never creates a customer."""
-    request = _django(request)
-    phone = phone_of(request)
-    if phone:
-        return known_phone(request, phone)
-    if not hasattr(request, _FULL):
-        named = cookie_scope(request)
-        customer = Customer.objects.filter(pk=named.id).first() if named else None
-        if customer is None:
-            return None
-        setattr(request, _FULL, customer)
-    return getattr(request, _FULL)
+    @property
+    def identity(self) -> Identity:
+        """The identity of this browser's keys: its cookie's, or a new one handed out now (no row:
+        it becomes a customer with the first write, under this id). The middleware sets its cookie."""
+        if self._identity is None:
+            self._identity = cookie_identity(self._request) or Identity(uuid.uuid4(), True, saved=False)
+        return self._identity
 
+    @property
+    def saved_id(self) -> uuid.UUID | None:
+        if self._customer is not None:
+            return self._customer.pk
+        named = cookie_identity(self._request)
+        return named.id if named and named.saved else None
 
-def known_customer_id(request):
-    """The id of the customer this request speaks for, or None for a visitor that is none yet (no
-    cookie, or one that holds only a scope): without a query, and without checking that it exists."""
-    request = _django(request)
-    if hasattr(request, _FULL):
-        return getattr(request, _FULL).pk
-    named = cookie_scope(request)
-    return named.id if named and named.saved else None
+    def customer(self, *, new_allowed: bool = False) -> Customer:
+        """The customer a write acts for. A cookie that holds only an identity makes its customer a
+        row first, under that id (one INSERT, which a racing first write shares).
 
+        Without any cookie the write is refused with ``ProblemError("customer-missing")``: a key
+        without an identity would belong to a customer that only this request's answer names, and a
+        retry whose answer was lost would be somebody else. A page that makes things for a visitor
+        (``new_allowed``, the compare page's phones) makes the customer it hands out instead.
+        """
+        if self._customer is not None:
+            return self._customer
+        if self._light is None:
+            named = cookie_identity(self._request) or (self.identity if new_allowed else None)
+            if named is None:
+                raise ProblemError("customer-missing", CUSTOMER_MISSING)
+            if not named.saved:
+                admit_new_customers(self._request)
+                customer_save_identity(customer_id=named.id, label=label_for(named.id))
+            self._light = Customer.from_db(DEFAULT_DB_ALIAS, ["id", "idempotency_enabled"],
+                                           [named.id, named.idempotency_enabled])
+        return self._light
 
-def session_phone(request, name: str, *, label: str, idempotency: bool = True) -> Customer:
-    """One of this browser's phones, created on first use with its idempotency switch as given
-    (its label names the browser it belongs to, for the workshop dashboard)."""
-    customer = known_phone(request, name)
-    if customer is None:
-        owner = customer_for_request(request)
-        admit_new_customers(request)
-        customer = Customer.objects.create(label=f"{owner.label} · {label}"[:60], idempotency_enabled=idempotency)
-        request.session[PHONES_SESSION_KEY] = {**request.session.get(PHONES_SESSION_KEY, {}), name: str(customer.pk)}
-    return customer
+    def existing(self) -> Customer | None:
+        """The customer this request speaks for, read whole, if it exists; never makes one."""
+        if self._customer is None:
+            named = cookie_identity(self._request)
+            self._customer = Customer.objects.filter(pk=named.id).first() if named and named.saved else None
+        return self._customer
 
+    def phone_named(self, name: str, *, label: str = "", idempotency_enabled: bool = True,
+                    make: bool = False) -> Customer | None:
+        """One of this browser's phones (kept in its Django session). ``make`` creates it on first use,
+        with its switch as given and a label naming the browser it belongs to (for the dashboard)."""
+        session = self._request.session
+        customer_id = session.get(PHONES_SESSION_KEY, {}).get(name)
+        phone = Customer.objects.filter(pk=customer_id).first() if customer_id else None
+        if phone is None and make:
+            owner = self.customer(new_allowed=True)
+            admit_new_customers(self._request)
+            phone = Customer.objects.create(label=f"{label_for(owner.pk)} · {label}"[:60],
+                                            idempotency_enabled=idempotency_enabled)
+            session[PHONES_SESSION_KEY] = {**session.get(PHONES_SESSION_KEY, {}), name: str(phone.pk)}
+        return phone
 
-def known_phone(request, name: str) -> Customer | None:
-    """One of this browser's phones if it has one; never creates anything."""
-    customer_id = request.session.get(PHONES_SESSION_KEY, {}).get(name)
-    return Customer.objects.filter(pk=customer_id).first() if customer_id else None
-
-
-def phone_of(request) -> str:
-    """The phone this request speaks for, or "" for the browser's own customer."""
-    return request.headers.get(PHONE_HEADER, "")
+    def identity_to_keep(self) -> Identity | None:
+        """What the browser's cookie should say after this request: the customer it acted as, or the
+        identity this request handed out. A response that hands out a CSRF token (a page, ``GET
+        /api/me/``, Swagger UI) hands out an identity too, so whoever can write has one before writing."""
+        customer = self._customer or self._light
+        if customer is not None:
+            return Identity(customer.pk, customer.idempotency_enabled, saved=True)
+        if self._request.META.get("CSRF_COOKIE_NEEDS_UPDATE"):
+            return self.identity
+        return self._identity
 
 
 class CustomerMiddleware:
-    """Puts ``request.customer`` on every request: the phone the request names, or the browser's own
-    customer, created only when a view that writes asks for it; and keeps the browser's cookie in
-    step with it."""
+    """Puts :class:`Acting` on every request as ``request.acting`` and keeps the browser's cookie in
+    step with whom the request acted for. A request that names a phone acts for that phone, and
+    never changes the browser's own cookie."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        phone = phone_of(request)
-        if phone:
-            customer = known_phone(request, phone)
-            if customer is None:
-                return problem("unknown-phone", f"This browser has no phone called {phone[:40]!r}. "
+        name = request.headers.get(PHONE_HEADER, "")
+        if name:
+            request.acting = Acting(request)
+            phone = request.acting.phone_named(name)
+            if phone is None:
+                return problem("unknown-phone", f"This browser has no phone called {name[:40]!r}. "
                                                 "Open the compare page again: it sets up this browser's phones.")
-            request.customer = customer
-            setattr(request, _FULL, customer)
-            return self.get_response(request)  # the browser's own cookie is not the phone's
-        request.customer = SimpleLazyObject(lambda: customer_for_request(request))
+            request.acting = Acting(request, phone=phone)
+            return self.get_response(request)
+        request.acting = acting = Acting(request)
         response = self.get_response(request)
-        wanted = self._scope_to_keep(request)
-        if wanted is not None and wanted != cookie_scope(request):
-            response.set_signed_cookie(
-                COOKIE, wanted.cookie_value(), salt=_SALT, max_age=settings.SESSION_COOKIE_AGE,
-                secure=settings.SESSION_COOKIE_SECURE, httponly=True, samesite=settings.SESSION_COOKIE_SAMESITE,
-            )
+        wanted = acting.identity_to_keep()
+        if wanted is not None and wanted != cookie_identity(request):
+            set_identity_cookie(response, wanted)
         return response
 
-    @staticmethod
-    def _scope_to_keep(request) -> Scope | None:
-        """What the browser's cookie should say after this request: the customer it acted as, or the
-        scope this request handed out. A response that hands out a CSRF token (a page, ``GET
-        /api/me/``, Swagger UI) hands out a scope too, so whoever can write has one before writing."""
-        customer = getattr(request, _FULL, None) or getattr(request, _KNOWN, None)
-        if customer is not None:
-            return Scope(customer.pk, customer.idempotency_enabled, saved=True)
-        if request.META.get("CSRF_COOKIE_NEEDS_UPDATE"):
-            return customer_scope(request)
-        return getattr(request, _SCOPE, None)
-
-    def process_view(self, request, view, args, kwargs):
-        request._bakery_view = (view, args, kwargs)
-
     def process_exception(self, request, exception):
-        """A view that would make one customer too many from its address (a compare page) is
-        refused: see :func:`admit_new_customers`.
-
-        A cookie can outlive its customer (deleted in the admin, or a database made afresh): its
-        writes then break a foreign key. Everything the view wrote has rolled back with it, so the
-        view runs once more, as a new customer, and the browser gets that customer's cookie."""
+        """A refusal raised outside an API view (one customer too many from this address, a cookie
+        whose customer is gone) is answered here: see :func:`admit_new_customers`, :func:`gone`."""
         if isinstance(exception, ProblemError):
             return refusal(request, exception)
-        named = cookie_scope(request)
-        if (not isinstance(exception, (IntegrityError, Customer.DoesNotExist)) or named is None or phone_of(request)
-                or getattr(request, "_bakery_rerun", False) or Customer.objects.filter(pk=named.id).exists()):
-            return None
-        request._bakery_rerun = True
-        for cached in (_FULL, _KNOWN, _SCOPE):
-            request.__dict__.pop(cached, None)
-        request.COOKIES.pop(COOKIE, None)
-        request.customer = SimpleLazyObject(lambda: customer_for_request(request))
-        try:
-            customer_for_request(request)
-        except ProblemError as refused:
-            return refusal(request, refused)
-        view, args, kwargs = request._bakery_view
-        return view(request, *args, **kwargs)
+        if isinstance(exception, IntegrityError):
+            return gone(request)
+        return None
+
+
+def set_identity_cookie(response, identity: Identity) -> None:
+    response.set_signed_cookie(
+        COOKIE, identity.cookie_value(), salt=_SALT, max_age=settings.SESSION_COOKIE_AGE,
+        secure=settings.SESSION_COOKIE_SECURE, httponly=True, samesite=settings.SESSION_COOKIE_SAMESITE,
+    )
+
+
+def gone(request):
+    """A cookie can outlive its customer (deleted in the admin, or a database made afresh): its
+    write then breaks a foreign key, and everything it wrote has rolled back. The answer says so
+    (``409 customer-gone``) and hands the browser a new identity, so its retry, with the same key,
+    is placed as a new customer's. None when the exception was something else."""
+    named = cookie_identity(request)
+    if named is None or request.acting.phone or Customer.objects.filter(pk=named.id).exists():
+        return None
+    response = refusal(request, ProblemError("customer-gone", CUSTOMER_GONE, headers={"Retry-After": "0"}))
+    set_identity_cookie(response, Identity(uuid.uuid4(), named.idempotency_enabled, saved=False))
+    return response

@@ -18,7 +18,7 @@ How it keeps its promise, in the order things happen:
 No lock ever expires: when a process dies mid-handler its connection closes, PostgreSQL rolls
 the transaction back, and the key is free again.
 
-Metrics (orders/metrics.py): each decision is a timeline event (:meth:`Guard.event`, or written by
+Metrics (orders/metrics.py): each decision is a timeline event (:meth:`KeyRef.event`, or written by
 the statement that made the decision), and /metrics counts those rows; the two entry points are
 timed by ``@timed``, the layer's only hook.
 """
@@ -106,9 +106,10 @@ def differing_fields(stored, new, path="") -> list[str]:
 
 
 @dataclass(frozen=True)
-class Guard:
-    """Who is asking: ``scope`` names the caller, ``owner`` scopes keys (one customer's key
-    never replays another's answer), ``customer_id`` and ``key`` label the timeline events."""
+class KeyRef:
+    """Which key: ``scope`` names the endpoint (or task) it belongs to, ``owner`` whose it is (one
+    customer's key never replays another's answer), ``key`` the key itself; ``source`` and
+    ``customer_id`` label the timeline events written about it."""
 
     scope: str
     owner: str
@@ -121,20 +122,20 @@ class Guard:
 
 
 @timed
-def replay_if_finished(guard: Guard, request: dict) -> Outcome | None:
+def replay_if_finished(ref: KeyRef, payload) -> Outcome | None:
     """The fast path alone: the stored answer for a finished key, or None for a new or running one.
 
     A caller may use it before its own validation, so that a replay costs one statement and
     nothing else (Stripe, too, answers a finished key before it validates again).
     Raises :class:`FingerprintMismatch` like :func:`run_once`.
     """
-    return _replay_finished(guard, request, fingerprint_of(request))
+    return _replay_finished(ref, payload, fingerprint_of(payload))
 
 
 @timed
 def run_once(
-    guard: Guard,
-    request: dict,
+    ref: KeyRef,
+    payload,
     handler: Callable[[], StoredResponse],
     *,
     wait_seconds: float | None = None,
@@ -147,9 +148,9 @@ def run_once(
     ``checked_finished=True`` skips the fast path when the caller just ran
     :func:`replay_if_finished` itself.
     """
-    fingerprint = fingerprint_of(request)
+    fingerprint = fingerprint_of(payload)
     if not checked_finished:
-        replayed = _replay_finished(guard, request, fingerprint)
+        replayed = _replay_finished(ref, payload, fingerprint)
         if replayed is not None:
             return replayed
 
@@ -160,19 +161,19 @@ def run_once(
     commit_with_answer = not connection.in_atomic_block and psycopg.Pipeline.is_supported()
     try:
         with transaction.atomic():
-            record_id = _claim(guard, request, fingerprint, wait)
+            record_id = _claim(ref, payload, fingerprint, wait)
             if record_id is None:
                 # The first request finished while we waited on its row lock.
-                return _replay_finished(guard, request, fingerprint)
+                return _replay_finished(ref, payload, fingerprint)
             response = handler()
             _store(record_id, response, commit=commit_with_answer)
     except KeyInFlight:
-        guard.event(Kind.CONFLICT, scope=guard.scope, waited_seconds=wait)
+        ref.event(Kind.CONFLICT, scope=ref.scope, waited_seconds=wait)
         raise
     except FingerprintMismatch:
         raise
     except Exception as error:
-        guard.event(Kind.RELEASED, scope=guard.scope, error=type(error).__name__)
+        ref.event(Kind.RELEASED, scope=ref.scope, error=type(error).__name__)
         raise
     return Outcome(Kind.NEW, response)
 
@@ -206,7 +207,7 @@ SELECT fingerprint, request, response_status, response_body, response_headers FR
 CLAIM_SQL = f"""
 WITH claimed AS (
     INSERT INTO {RECORDS} (scope, owner, key, fingerprint, request, response_body, response_headers, created_at)
-    SELECT %(scope)s, %(owner)s, %(key)s, %(fingerprint)s, %(request)s::jsonb, ''::bytea, '{{}}'::jsonb, %(now)s
+    SELECT %(scope)s, %(owner)s, %(key)s, %(fingerprint)s, %(payload)s::jsonb, ''::bytea, '{{}}'::jsonb, %(now)s
     FROM (SELECT set_config('lock_timeout', %(wait)s, true)) AS bounded_wait
     ON CONFLICT (scope, owner, key) DO NOTHING
     RETURNING id, set_config('lock_timeout', '0', true)
@@ -247,23 +248,23 @@ def _statement():
     return connection.make_debug_cursor(prepared) if connection.queries_logged else connection.make_cursor(prepared)
 
 
-def _statement_values(guard: Guard, **values) -> dict:
-    """What both statements bind: the key, and the event row as ``Guard.event`` would write it."""
-    return {"scope": guard.scope, "owner": guard.owner, "key": guard.key, "customer": guard.customer_id,
-            "source": guard.source, "detail": canonical_json({"scope": guard.scope}), "now": timezone.now(),
+def _statement_values(ref: KeyRef, **values) -> dict:
+    """What both statements bind: the key, and the event row as ``KeyRef.event`` would write it."""
+    return {"scope": ref.scope, "owner": ref.owner, "key": ref.key, "customer": ref.customer_id,
+            "source": ref.source, "detail": canonical_json({"scope": ref.scope}), "now": timezone.now(),
             **values}
 
 
-def _replay_finished(guard: Guard, request: dict, fingerprint: str) -> Outcome | None:
+def _replay_finished(ref: KeyRef, payload, fingerprint: str) -> Outcome | None:
     with _statement() as cursor:
-        cursor.execute(REPLAY_SQL, _statement_values(guard, fingerprint=fingerprint))
+        cursor.execute(REPLAY_SQL, _statement_values(ref, fingerprint=fingerprint))
         row = cursor.fetchone()
     if row is None:
         return None
-    stored_fingerprint, stored_request, status, body, headers = row
+    stored_fingerprint, stored_payload, status, body, headers = row
     if stored_fingerprint != fingerprint:
-        fields = differing_fields(_json(stored_request), request)
-        guard.event(Kind.MISMATCH, scope=guard.scope, fields=fields)
+        fields = differing_fields(_json(stored_payload), payload)
+        ref.event(Kind.MISMATCH, scope=ref.scope, fields=fields)
         raise FingerprintMismatch(fields or ["request"])
     return Outcome(Kind.REPLAY, StoredResponse(status, bytes(body), _json(headers)))
 
@@ -293,9 +294,9 @@ def _store(record_id: int, response: StoredResponse, *, commit: bool) -> None:
             connection.connection.execute("COMMIT")
 
 
-def _claim(guard: Guard, request: dict, fingerprint: str, wait: float) -> int | None:
+def _claim(ref: KeyRef, payload, fingerprint: str, wait: float) -> int | None:
     """Insert the key's record, or return None if another transaction committed it first."""
-    values = _statement_values(guard, fingerprint=fingerprint, request=canonical_json(request),
+    values = _statement_values(ref, fingerprint=fingerprint, payload=canonical_json(payload),
                                wait=f"{max(1, int(wait * 1000))}ms")
     with _statement() as cursor:
         try:
@@ -310,7 +311,7 @@ def _claim(guard: Guard, request: dict, fingerprint: str, wait: float) -> int | 
 
 __all__ = [
     "FingerprintMismatch",
-    "Guard",
+    "KeyRef",
     "KeyInFlight",
     "Outcome",
     "StoredResponse",

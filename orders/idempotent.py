@@ -1,25 +1,35 @@
-"""``@idempotent``: the whole HTTP side of the Idempotency-Key protocol, put on any view.
+"""The HTTP side of the Idempotency-Key protocol: :class:`KeyedWrite`, and ``@idempotent`` for plain views.
 
-The core (:mod:`orders.idempotency`) runs a handler at most once per key. This decorator is what
-an HTTP endpoint needs around it, in the order a request meets it:
+The core (:mod:`orders.idempotency`) runs a handler at most once per key. A view that changes
+something asks this module, in the order a request meets it (``orders/api.py``'s order view reads
+exactly so, top-down)::
 
-1. the ``Idempotency-Key`` header is read and checked against the endpoint's :class:`KeyPolicy`
-   (missing or invalid: ``400``);
-2. a finished key is replayed at once, before any validation (one statement);
-3. the view's own validation runs; its errors are answered and neither stored nor spend the key;
-4. the key is claimed in the handler's transaction, waiting a bounded time for a first request
-   that is still running (then ``409`` with ``Retry-After``); a key used with another request is
-   ``422`` naming the fields that differ;
-5. the handler runs once; its answer, ``2xx`` to ``4xx``, is stored and replayed byte for byte
-   with ``Idempotent-Replayed: true`` and ``Idempotency-Replayed: true``. A ``5xx`` or an
-   exception is never stored: everything rolls back, the key included, so a retry can succeed.
+    write = KeyedWrite(request, scope=ORDER_SCOPE, policy=ORDER_KEY, customer=customer,
+                       idempotency_enabled=customer.idempotency_enabled)
+    with write.refusals():                        # each refusal lands on the timeline; the key stays unspent
+        write.read_key()                          # missing or invalid: 400
+        write.payload = order_payload(request.data)   # what a retry must repeat
+        if (answer := write.finished_answer()) is not None:
+            return answer                         # a finished key: its replay (one statement), or 422
+        validated = validated_order(request.data)  # the view's own validation: 400, stored nowhere
+    return write.answer_once(lambda: order_answer(...))  # claim, run once, store; 409 / 422
 
-Keys are scoped per endpoint (``scope``) and per customer (the cookie's customer, :func:`acting_customer`),
-and every decision lands on the timeline through :meth:`Guard.event`.
+``answer_once`` claims the key in the handler's transaction, waiting a bounded time for a first
+request that is still running (then ``409`` with ``Retry-After``); a key used with another request
+is ``422`` naming the fields that differ. The handler runs once; its answer, ``2xx`` to ``4xx``, is
+stored and given back byte for byte, the first time and to every retry (with
+``Idempotent-Replayed: true`` and ``Idempotency-Replayed: true``). A ``5xx`` or an exception is never
+stored: everything rolls back, the key included, so a retry can succeed. With the customer's switch
+off (``idempotency_enabled``) the handler simply runs on every request.
+
+Keys belong to an endpoint (``scope``) and to the customer who acts (``request.acting``), and every
+decision lands on the timeline through :meth:`KeyRef.event`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -27,24 +37,22 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework.exceptions import APIException
 from rest_framework.renderers import JSONRenderer
-from rest_framework.request import Request
 from rest_framework.response import Response
 
-from orders.customers import acting_customer
 from orders.events import Kind
 from orders.idempotency import (
     FingerprintMismatch,
-    Guard,
     KeyInFlight,
+    KeyRef,
     StoredResponse,
     replay_if_finished,
     run_once,
 )
+from orders.models import Event
 from orders.problems import ProblemError, problem, problem_exception_handler
-from orders.signals import idempotent_handler_starting
 
 HEADER = "Idempotency-Key"
 REPLAY_HEADERS = {"Idempotent-Replayed": "true", "Idempotency-Replayed": "true"}
@@ -136,17 +144,8 @@ def uuid_key(hint: str) -> KeyPolicy:
     return KeyPolicy(hint=hint, convert=_uuid_text, bare=True)
 
 
-@dataclass(frozen=True)
-class Idempotency:
-    """What the decorator hands the handler as ``request.idempotency``."""
-
-    key: str | None  # None only when the endpoint is switched off and the header held no valid key
-    guarded: bool  # False when ``enabled`` said no: the handler runs on every request
-    validated: object = None  # what the view's ``validate`` returned
-
-
-def request_fingerprint(request) -> dict:
-    """The default fingerprint: method, path and body (JSON content compared as JSON, anything else by hash)."""
+def request_payload(request) -> dict:
+    """The default payload: method, path and body (JSON content compared as JSON, anything else by hash)."""
     body = request.body
     try:
         content = json.loads(body) if body else None
@@ -155,122 +154,111 @@ def request_fingerprint(request) -> dict:
     return {"method": request.method, "path": request.get_full_path(), "body": content}
 
 
-def customer_owner(request) -> tuple[str, object]:
-    """Keys are scoped per customer: one customer's key never replays another's answer. The
-    customer comes from its cookie, without a query (orders/customers.py)."""
-    customer = acting_customer(request)
-    return str(customer.pk), customer.pk
+class KeyedWrite:
+    """One write under an ``Idempotency-Key``: the view calls it step by step (see the module's docstring)."""
+
+    def __init__(self, request, *, scope: str, policy: KeyPolicy, customer, idempotency_enabled: bool = True,
+                 source: str = Event.Source.API, wait_seconds: float | None = None):
+        self.request = request
+        self.policy = policy
+        self.idempotency_enabled = idempotency_enabled
+        self.wait_seconds = wait_seconds
+        self.key: str | None = None  # None only with the switch off and no valid key in the header
+        self.payload: object = None
+        self.ref = KeyRef(scope=scope, owner=str(customer.pk), key="", source=source, customer_id=customer.pk)
+
+    def read_key(self) -> str | None:
+        """The header's key under the endpoint's policy; a ``400`` problem when it is missing or
+        invalid (with the switch off, a bad key is no error: the write runs unkeyed)."""
+        header = self.request.headers.get(HEADER)
+        if self.idempotency_enabled:
+            self.key = self.policy.parse(header, endpoint=f"{self.request.method} {self.request.path}")
+        else:
+            self.key = self.policy.parse_or_none(header)
+        self.ref = dataclasses.replace(self.ref, key=self.key or "")
+        return self.key
+
+    @contextlib.contextmanager
+    def refusals(self):
+        """Whatever refuses the write in this block (a bad key, a malformed body, the view's own
+        validation) is put on the timeline as ``rejected`` and raised on; nothing is stored."""
+        try:
+            yield
+        except Exception as error:
+            key = self.key or self.policy.parse_or_none(self.request.headers.get(HEADER)) or ""
+            rejected = dataclasses.replace(self.ref, key=key)
+            rejected.event(Kind.REJECTED, scope=self.ref.scope, reason=str(getattr(error, "detail", error))[:300])
+            raise
+
+    def finished_answer(self) -> HttpResponse | None:
+        """A finished key's answer before any validation: its replay (one statement), or ``422``
+        when the request differs. None for a new key or one still running, and with the switch off."""
+        if not self.idempotency_enabled:
+            return None
+        try:
+            replayed = replay_if_finished(self.ref, self.payload)
+        except FingerprintMismatch as mismatch:
+            return _mismatch_problem(mismatch)
+        return None if replayed is None else _as_http(replayed.response, replayed=True)
+
+    def answer_once(self, handle: Callable[[], HttpResponse]) -> HttpResponse:
+        """Run ``handle`` at most once for this key, in the transaction that claims it, and answer."""
+        if not self.idempotency_enabled:
+            self.ref.event(Kind.UNGUARDED, scope=self.ref.scope)
+            return _rendered(handle())
+        try:
+            outcome = run_once(self.ref, self.payload, lambda: _storable(handle()), checked_finished=True,
+                               wait_seconds=self.wait_seconds)
+        except FingerprintMismatch as mismatch:
+            return _mismatch_problem(mismatch)
+        except KeyInFlight as busy:
+            return problem("idempotency-key-in-use",
+                           "The first request with this key is still being processed. "
+                           f"Retry in {busy.retry_after} s with the same key to get its answer.",
+                           headers={"Retry-After": str(busy.retry_after)})
+        except _ServerErrorAnswer as failed:
+            return failed.response
+        # A replay here means the first request finished while this one waited for its lock.
+        return _as_http(outcome.response, replayed=outcome.replayed)
 
 
-def idempotent(
-    *,
-    scope: str,
-    key: KeyPolicy = ANY_SF_STRING,
-    fingerprint: Callable[[object], object] = request_fingerprint,
-    validate: Callable[[object], object] | None = None,
-    enabled: Callable[[object], bool] | None = None,
-    owner: Callable[[object], tuple[str, object]] = customer_owner,
-    source: str = "api",
-    wait_seconds: Callable[[], float] | None = None,
-):
-    """Make a view run once per ``Idempotency-Key`` and replay its answer to every retry.
+def idempotent(*, scope: str, key: KeyPolicy = ANY_SF_STRING, payload: Callable[[object], object] = request_payload,
+               source: str = Event.Source.API, wait_seconds: Callable[[], float] | None = None):
+    """``@idempotent``: a plain view that runs once per ``Idempotency-Key`` and replays its answer.
 
-    Put it on a plain Django view or on a DRF ``APIView`` method; the view gets
-    ``request.idempotency`` (:class:`Idempotency`) and returns an ``HttpResponse`` (a DRF
-    ``Response`` is rendered as JSON)::
-
-        from orders.idempotent import idempotent, uuid_key
-
-        def validate_refund(request) -> dict:
-            incoming = RefundInSerializer(data=request.data)
-            incoming.is_valid(raise_exception=True)  # 400 problem; the key stays unspent
-            return incoming.validated_data
-
-        class Refunds(APIView):
-            @idempotent(scope="refunds.create", key=uuid_key("Send a UUID."), validate=validate_refund)
-            def post(self, request):
-                refund = services.refund_make(customer=request.customer, **request.idempotency.validated)
-                return JsonResponse({"id": refund.pk}, status=201)
+    For a view with nothing to validate before the key is claimed (the order view, which has, calls
+    :class:`KeyedWrite` itself). The view is called as ``view(request, **kwargs)`` and finds the key
+    in ``request.idempotency_key``::
 
         @require_POST
-        @idempotent(scope="labels.print")  # any sf-string key, the whole request fingerprinted
+        @idempotent(scope="labels.print")  # any sf-string key, the whole request as its payload
         def print_label(request):
             return HttpResponse(services.label_print(request.body), status=201)
 
-    ``scope`` names the endpoint (keys of two endpoints never meet); ``key`` is the endpoint's key
-    format (default: any sf-string of at most 255 characters); ``fingerprint(request)`` is what a
-    retry must repeat (default: method, path and body); ``validate(request)`` runs after the fast
-    path and before the claim, and may raise ``ProblemError`` or a DRF ``APIException``;
-    ``enabled(request)`` returning False skips the layer (the handler runs every time, with the key
-    still read when valid); ``owner(request)`` gives the scope's owner and the timeline's customer;
-    ``wait_seconds()`` is how long a retry waits for a first request still running before its
-    ``409`` (default: ``IDEMPOTENCY_WAIT_SECONDS``). A safe method (GET, HEAD) passes straight through.
+    ``key`` is the endpoint's key format (default: any sf-string of at most 255 characters);
+    ``payload(request)`` is what a retry must repeat (default: method, path and body);
+    ``wait_seconds()`` how long a retry waits for a first request still running before its ``409``
+    (default: ``IDEMPOTENCY_WAIT_SECONDS``). A safe method (GET, HEAD) passes straight through.
     """
 
     def decorate(view):
         @functools.wraps(view)
-        def wrapper(*args, **kwargs):
-            request = args[0] if isinstance(args[0], (HttpRequest, Request)) else args[1]
+        def keyed_view(request, **kwargs):
             if request.method in SAFE_METHODS:
-                return view(*args, **kwargs)
+                return view(request, **kwargs)
             try:
-                owner_key, customer_id = owner(request)
-            except ProblemError as refused:  # no scope for the key (customer-missing): nothing is claimed
-                return problem(refused.slug, refused.problem_detail, headers=refused.headers, **refused.extra)
-            guarded = enabled is None or enabled(request)
-            header = request.headers.get(HEADER)
-            endpoint = f"{request.method} {request.path}"
-            try:
-                claimed = key.parse(header, endpoint=endpoint) if guarded else key.parse_or_none(header)
-                guard = Guard(scope=scope, owner=owner_key, key=claimed or "", source=source, customer_id=customer_id)
-                fingerprint_source = fingerprint(request)
-                # A finished key is answered before validation: a replay costs one statement.
-                replayed = replay_if_finished(guard, fingerprint_source) if guarded else None
-                if replayed is not None:
-                    return _as_http(replayed.response, replayed=True)
-                validated = validate(request) if validate is not None else None
-            except FingerprintMismatch as mismatch:
-                return _mismatch_problem(mismatch)
-            except Exception as error:
-                rejected = Guard(scope=scope, owner=owner_key, key=key.parse_or_none(header) or "", source=source,
-                                 customer_id=customer_id)
-                rejected.event(Kind.REJECTED, scope=scope, reason=str(getattr(error, "detail", error))[:300])
-                if isinstance(error, APIException):
-                    return _rendered(problem_exception_handler(error, {}))
-                raise
-            request.idempotency = Idempotency(key=claimed, guarded=guarded, validated=validated)
-            answered: list[HttpResponse] = []
+                write = KeyedWrite(request, scope=scope, policy=key, customer=request.acting.customer(),
+                                   source=source, wait_seconds=wait_seconds() if wait_seconds else None)
+                with write.refusals():
+                    request.idempotency_key = write.read_key()
+                    write.payload = payload(request)
+                    answer = write.finished_answer()
+            except APIException as refused:  # a ProblemError too: customer-missing, a bad key
 
-            def handler() -> StoredResponse:
-                idempotent_handler_starting.send(sender=scope, request=request)
-                response = _rendered(view(*args, **kwargs))
-                if response.status_code >= 500:
-                    raise _ServerErrorAnswer(response)  # rolls back: the key is released, nothing stored
-                answered.append(response)
-                return StoredResponse(response.status_code, bytes(response.content),
-                                      {name: value for name, value in response.headers.items()
-                                       if name.lower() not in NOT_STORED_HEADERS})
+                return _rendered(problem_exception_handler(refused, {}))
+            return answer or write.answer_once(lambda: view(request, **kwargs))
 
-            try:
-                if not guarded:
-                    guard.event(Kind.UNGUARDED, scope=scope)
-                    handler()
-                    return answered[0]
-                outcome = run_once(guard, fingerprint_source, handler, checked_finished=True,
-                                   wait_seconds=wait_seconds() if wait_seconds is not None else None)
-            except FingerprintMismatch as mismatch:
-                return _mismatch_problem(mismatch)
-            except KeyInFlight as busy:
-                return problem("idempotency-key-in-use",
-                               "The first request with this key is still being processed. "
-                               f"Retry in {busy.retry_after} s with the same key to get its answer.",
-                               headers={"Retry-After": str(busy.retry_after)})
-            except _ServerErrorAnswer as failed:
-                return failed.response
-            # A replay here means the first request finished while this one waited for its lock.
-            return _as_http(outcome.response, replayed=True) if outcome.replayed else answered[0]
-
-        return wrapper
+        return keyed_view
 
     return decorate
 
@@ -281,6 +269,17 @@ class _ServerErrorAnswer(Exception):
     def __init__(self, response: HttpResponse):
         super().__init__(f"the handler answered {response.status_code}")
         self.response = response
+
+
+def _storable(response) -> StoredResponse:
+    """The handler's answer as the record keeps it; a 5xx is raised instead, so that everything
+    rolls back and the key is released."""
+    response = _rendered(response)
+    if response.status_code >= 500:
+        raise _ServerErrorAnswer(response)
+    return StoredResponse(response.status_code, bytes(response.content),
+                          {name: value for name, value in response.headers.items()
+                           if name.lower() not in NOT_STORED_HEADERS})
 
 
 def _rendered(response) -> HttpResponse:

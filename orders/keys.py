@@ -1,4 +1,5 @@
-"""Key retention: finished keys are kept for IDEMPOTENCY_KEY_TTL, then purged in batches.
+"""The order API's keys: their policy and scope, and their retention. Finished keys are kept for
+IDEMPOTENCY_KEY_TTL, then purged in batches.
 
 After the purge a key counts as new (as in Stripe and the IETF draft): the same key makes a
 new order. Orders keep the key they were made with, marked ``key_expired`` so the unique
@@ -13,9 +14,15 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from orders.api import ORDER_SCOPE
 from orders.events import Kind, record_event
-from orders.models import IdempotencyRecord, Order
+from orders.idempotent import uuid_key
+from orders.models import Event, IdempotencyRecord, Order
+from orders.problems import VALID_KEY_HINT
+
+# Keys of the order API belong to this endpoint scope (each customer's apart).
+ORDER_SCOPE = "orders.create"
+# The order API's key policy: a UUID, bare or as an sf-string ("…").
+ORDER_KEY = uuid_key(VALID_KEY_HINT)
 
 
 def purge_expired_keys(*, now=None, batch_size: int | None = None, max_batches: int = 1000) -> int:
@@ -51,7 +58,7 @@ def purge_expired_keys(*, now=None, batch_size: int | None = None, max_batches: 
             by_scope = cursor.fetchall()
             for scope, keys in by_scope:
                 # One event per scope and batch, not per key: /metrics counts its ``keys``.
-                record_event(source="layer", kind=Kind.EXPIRED, scope=scope, keys=keys)
+                record_event(source=Event.Source.LAYER, kind=Kind.EXPIRED, scope=scope, keys=keys)
         deleted = sum(keys for _scope, keys in by_scope)
         purged += deleted
         if deleted < batch_size:

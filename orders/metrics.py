@@ -1,7 +1,7 @@
 """What the idempotency layer decided, and how long it took, in Prometheus text format (/metrics).
 
 **Counts come from PostgreSQL.** Every decision of the layer is already a timeline event
-(``Guard.event``, ``record_event``), written by whichever gunicorn or Celery process made it. So
+(``KeyRef.event``, ``record_event``), written by whichever gunicorn or Celery process made it. So
 ``bakery_idempotency_decisions_total`` is not kept in any process: :class:`DecisionCollector`
 counts ``orders_event`` by kind and scope at scrape time. That is exact however many web and worker
 processes (or machines) there are, survives restarts, and agrees with the workshop dashboard,

@@ -190,11 +190,23 @@ class Event(models.Model):
         FAILED = "failed", "Step failed"
         RESUMED = "resumed", "Resumed by the completer"
 
+    class Source(models.TextChoices):
+        """Which part of the bakery wrote the event."""
+
+        API = "api", "The order API's idempotency layer"
+        LAYER = "layer", "The idempotency layer's own housekeeping (purges, direct calls)"
+        TUNNEL = "tunnel", "The tunnel simulator"
+        ORDER = "order", "The order service"
+        PAYMENT = "payment", "The payment step (and the provider's own dedupe)"
+        INVOICE = "invoice", "The invoice step"
+        EMAIL = "email", "The confirmation email step"
+        CONFORMANCE = "conformance", "The conformance fixture's routes"
+
     customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
     key = models.CharField(max_length=255, blank=True)
     order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="events",
                               db_index=False)
-    source = models.CharField(max_length=20, help_text="api, layer, tunnel, order, payment, invoice, email")
+    source = models.CharField(max_length=20, choices=Source.choices)
     kind = models.CharField(max_length=20, choices=Kind.choices)
     detail = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -45,6 +45,7 @@ PROBLEMS = {
     "lost-in-tunnel": (504, "Lost in the tunnel"),
     "unknown-phone": (400, "X-Bakery-Phone names no phone of this browser"),
     "customer-missing": (400, "The request has no customer cookie to scope its Idempotency-Key"),
+    "customer-gone": (409, "The customer this browser's cookie names no longer exists"),
     "server-error": (500, "The bakery had a problem"),
     "database-unavailable": (503, "The bakery's database is not answering"),
 }
@@ -76,6 +77,8 @@ ADVICE = {
     "lost-in-tunnel": "The tunnel simulator dropped this request; retry with the same key.",
     "customer-missing": "GET /api/me/ first with a cookie jar: it sets the bakery_customer and csrftoken cookies. "
                         "Send both with every write, and keep the jar across retries.",
+    "customer-gone": "The answer set a new bakery_customer cookie: keep it in the jar and retry with the same key; "
+                     "the order is placed once, for the new customer.",
     "unknown-phone": "Only the phones the compare page made for this browser's session can be named; open it again.",
     "server-error": "Nothing was half-written and the key was released: retry with the same key.",
     "database-unavailable": "PostgreSQL cannot be reached, so nothing was written and the key was not used. Wait "

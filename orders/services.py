@@ -15,7 +15,7 @@ from orders.models import Customer, Event, IdempotencyRecord, Order, OrderItem
 from orders.outbox import enqueue
 
 
-def _hold_customers_alone(customer_ids: list) -> None:
+def _lock_customers_alone(customer_ids: list) -> None:
     """The customers' transaction-scoped advisory locks, exclusively, taken in id order (so two resets
     of overlapping customers never deadlock). Every order INSERT takes its customer's lock shared, in a
     trigger (migration 0006), so a reset never runs while one of the customer's orders is half-placed,
@@ -35,7 +35,7 @@ def order_place(*, customer: Customer, items: list[dict], note: str = "", idempo
     ``items`` are ``{"cake": Cake, "quantity": int}``. The first fulfilment task is written to the
     outbox in this same transaction, so an order can never exist without its payment step.
     Returns the order and its items as written, so a caller can answer without reading them back.
-    The order's INSERT takes the customer's lock shared (see ``_hold_customers_alone``).
+    The order's INSERT takes the customer's lock shared (see ``_lock_customers_alone``).
     """
     total = sum((line["cake"].price * line["quantity"] for line in items), Decimal("0"))
     order = Order.objects.create(
@@ -51,9 +51,9 @@ def order_place(*, customer: Customer, items: list[dict], note: str = "", idempo
     return order, placed
 
 
-def customer_save_scope(*, customer_id, label: str) -> None:
-    """Make a customer of a scope handed out before its first write, under the scope's id. Two
-    first writes racing with the same scope make one row: the second INSERT waits for the first
+def customer_save_identity(*, customer_id, label: str) -> None:
+    """Make a customer of an identity handed out before its first write, under its id. Two
+    first writes racing with the same identity make one row: the second INSERT waits for the first
     and then does nothing."""
     Customer.objects.bulk_create([Customer(id=customer_id, label=label)], ignore_conflicts=True)
 
@@ -78,12 +78,12 @@ def customers_reset(*, customer_ids) -> None:
     ledger is another company's and is left alone, as a real provider's would be.
 
     It cannot race the back office: it waits for orders being placed, then locks every order
-    FOR UPDATE before deleting anything. A fulfilment step holds its order's row (KEY SHARE) for
+    FOR UPDATE before deleting anything. A fulfilment step locks its order's row for
     as long as it writes about it, so the reset waits for a running step and deletes what it
     wrote, and a step that starts meanwhile finds no order and does nothing (payments/services.py).
     """
     ids = sorted(set(customer_ids))
-    _hold_customers_alone(ids)
+    _lock_customers_alone(ids)
     orders = Order.objects.filter(customer_id__in=ids)
     list(orders.select_for_update().order_by("id").values_list("id", flat=True))
     Event.objects.filter(customer_id__in=ids).delete()

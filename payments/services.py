@@ -32,7 +32,7 @@ from django.urls import reverse
 
 from orders import outbox
 from orders.events import Kind, record_event
-from orders.idempotency import Guard, Outcome, StoredResponse, run_once
+from orders.idempotency import KeyRef, Outcome, StoredResponse, run_once
 from orders.models import Order
 from payments import provider
 from payments.models import Charge, EmailReceipt, Invoice, InvoiceCounter
@@ -213,7 +213,7 @@ def _lock(order: Order, queryset=None) -> Order:
 def _run_step(step: Step, order: Order, handler) -> Outcome | None:
     """Run the step through the idempotency layer while holding the order (see ``order_held``):
     everything it writes, the layer's events included, commits with the order still there."""
-    guard = Guard(scope=step.scope, owner=str(order.customer_id), key=str(order.fulfilment_key),
+    guard = KeyRef(scope=step.scope, owner=str(order.customer_id), key=str(order.fulfilment_key),
                   source=step.source, customer_id=order.customer_id)
     with order_held(order.pk) as held:
         if held is None:

@@ -6,7 +6,6 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from orders.customers import known_customer
 from payments.models import Invoice
 
 # ASCII digits only ("²".isdigit() is true, but int() refuses it), and no more than an invoice
@@ -26,7 +25,7 @@ def invoice_detail(request, number: str) -> HttpResponse:
         .first()
     )
     # Only the customer who ordered (or staff) may read an invoice; others get the same 404.
-    customer = known_customer(request)
+    customer = request.acting.existing()
     if invoice is None or not (request.user.is_staff or (customer and invoice.order.customer_id == customer.pk)):
         raise Http404("No such invoice")
     return render(request, "payments/invoice.html", {"invoice": invoice, "order": invoice.order})

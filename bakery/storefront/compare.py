@@ -1,6 +1,6 @@
 """Both worlds side by side: the compare page plays the tunnel scene on two phones at once.
 
-Each phone is its own customer, kept in the browser's session (``orders.customers.session_phone``)
+Each phone is its own customer, kept in the browser's session (``request.acting.phone_named``)
 and named on every request by ``X-Bakery-Phone``: one bakery checks the key, the other has
 idempotency switched off. Same cake, same tunnel, same retry policy; only the switch differs, so
 whatever differs at the end is what idempotency did. The contrast is read from the database.
@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from orders import services
-from orders.customers import known_phone, session_phone
 from orders.models import Customer, Order
 from payments.selectors import Counts, counts_by_customer
 
@@ -22,7 +21,7 @@ from payments.selectors import Counts, counts_by_customer
 class PhoneSpec:
     name: str  # the X-Bakery-Phone value
     title: str
-    idempotency: bool
+    idempotency_enabled: bool
 
 
 PHONES = (PhoneSpec("with", "With idempotency", True), PhoneSpec("without", "Without idempotency", False))
@@ -41,11 +40,8 @@ class PhoneView:
 def phones_of(request, *, make: bool = False) -> list[PhoneView]:
     """This browser's two phones and what each one's bakery did. Opening the page (``make``) gives the
     browser its phones; the page's polls only read, and create nothing."""
-    if make:
-        customers = [session_phone(request, spec.name, label=spec.title.lower(), idempotency=spec.idempotency)
-                     for spec in PHONES]
-    else:
-        customers = [known_phone(request, spec.name) for spec in PHONES]
+    customers = [request.acting.phone_named(spec.name, label=spec.title.lower(),
+                                            idempotency_enabled=spec.idempotency_enabled, make=make) for spec in PHONES]
     counts = counts_by_customer([customer.pk for customer in customers if customer is not None])
     return [PhoneView(spec, customer, counts.get(customer.pk, Counts()) if customer else Counts())
             for spec, customer in zip(PHONES, customers, strict=True)]
@@ -58,8 +54,8 @@ def compare_start(*, phones: list[PhoneView]) -> None:
         if phone.customer is None:
             continue
         services.customer_reset(customer=phone.customer)
-        if phone.customer.idempotency_enabled != phone.spec.idempotency:
-            services.customer_set_idempotency(customer=phone.customer, enabled=phone.spec.idempotency)
+        if phone.customer.idempotency_enabled != phone.spec.idempotency_enabled:
+            services.customer_set_idempotency(customer=phone.customer, enabled=phone.spec.idempotency_enabled)
 
 
 def settled(phones: list[PhoneView]) -> bool:

@@ -6,8 +6,9 @@ An attempt made "inside the tunnel" carries the header ``X-Bakery-Tunnel``:
   is held open until the client gives up (its timeout is shorter than the hold).
 * ``response-lost``: the talk's tunnel. The bakery takes the order, commits it, and then holds
   the answer until the client has given up, so the answer is really never received.
-* ``slow``: the handler is slow while it holds the key, so the client times out and retries
-  while the first request is still running.
+* ``slow``: the handler is slow while the key is claimed (:func:`slow_bakery`, called by the order
+  handler as one of ``settings.ORDER_HANDLER_HOOKS``), so the client times out and retries while the
+  first request is still running.
 
 Nothing is painted over a successful call: the browser (or the tunnel CLI) sends a real
 request and really aborts it when its timeout fires. A client that waits out the hold gets an
@@ -48,10 +49,10 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 
 from bakery.models import TunnelHold
-from orders.api import ORDER_KEY, ORDER_SCOPE
-from orders.customers import CUSTOMER_MISSING, cookie_scope, customer_for_request, phone_of, refusal
+from orders.customers import CUSTOMER_MISSING, cookie_identity, refusal
 from orders.events import Kind, record_event
-from orders.models import Customer
+from orders.keys import ORDER_KEY
+from orders.models import Customer, Event
 from orders.problems import ProblemError, problem
 
 HEADER = "X-Bakery-Tunnel"
@@ -201,10 +202,10 @@ class TunnelMiddleware:
         refused = csrf_refusal(request)
         if refused is not None:
             return refused
-        if cookie_scope(request) is None and not phone_of(request):  # else a new customer every time
+        if cookie_identity(request) is None and not request.acting.phone:  # else a new customer every time
             return problem("customer-missing", CUSTOMER_MISSING)
         try:
-            customer = customer_for_request(request)  # a scope handed out before becomes its customer here
+            customer = request.acting.customer()  # an identity handed out before becomes its customer here
         except ProblemError as refused:  # one new customer too many from this address
             return refusal(request, refused)
         hold = tunnel_hold_take(customer=customer)
@@ -228,11 +229,11 @@ class TunnelMiddleware:
             customer.last_scenario = mode
             customer.save(update_fields=["last_scenario", "last_seen_at"])
         if mode == REQUEST_LOST:
-            record_event(source="tunnel", kind=Kind.LOST_REQUEST, key=_key_of(request), customer=customer)
+            record_event(source=Event.Source.TUNNEL, kind=Kind.LOST_REQUEST, key=_key_of(request), customer=customer)
             return problem("lost-in-tunnel", "This request was lost in the tunnel; the bakery never saw it.")
         response = self.get_response(request)
         if mode == RESPONSE_LOST:
-            record_event(source="tunnel", kind=Kind.LOST_RESPONSE, key=_key_of(request), customer=customer,
+            record_event(source=Event.Source.TUNNEL, kind=Kind.LOST_RESPONSE, key=_key_of(request), customer=customer,
                          status=response.status_code)
         return response
 
@@ -245,8 +246,8 @@ def _hand_back_connections() -> None:
             connection.close()
 
 
-def slow_bakery(sender, *, request, **kwargs) -> None:
-    """Connected to ``orders.signals.idempotent_handler_starting``: while the order handler holds
-    the key, the slow bakery is slow."""
-    if sender == ORDER_SCOPE and mode_of(request) == SLOW:
+def slow_bakery(request) -> None:
+    """One of settings.ORDER_HANDLER_HOOKS: the order handler calls it while the order's key is
+    claimed (orders/placing.py), and the slow bakery is slow there."""
+    if mode_of(request) == SLOW:
         time.sleep(settings.TUNNEL_SLOW_SECONDS)

@@ -19,7 +19,7 @@ from bakery.storefront import compare as scene
 from bakery.storefront.selectors import cakes_on_sale, kitchen_context
 from bakery.timeline.views import timeline_context
 from orders import services
-from orders.customers import customer_scope, known_customer, label_for
+from orders.customers import label_for
 from orders.models import Customer
 
 
@@ -41,10 +41,11 @@ def _phone_settings() -> dict:
 @require_GET
 def cake_detail(request: BakeryRequest, slug: str) -> HttpResponse:
     cake = get_object_or_404(cakes_on_sale(), slug=slug)
-    customer = known_customer(request)
-    if customer is None:  # a visitor sees its scope, and becomes a customer with its first write
-        scope = customer_scope(request)
-        customer = Customer(id=scope.id, label=label_for(scope.id), idempotency_enabled=scope.idempotency)
+    customer = request.acting.existing()
+    if customer is None:  # a visitor sees its identity, and becomes a customer with its first write
+        identity = request.acting.identity
+        customer = Customer(id=identity.id, label=label_for(identity.id),
+                            idempotency_enabled=identity.idempotency_enabled)
     return render(
         request,
         "bakery/cake_detail.html",
@@ -85,12 +86,12 @@ def compare_contrast(request: BakeryRequest) -> HttpResponse:
 @require_GET
 def kitchen(request: BakeryRequest) -> HttpResponse:
     return page_or_partial(request, page="bakery/kitchen.html", partial="bakery/_kitchen.html",
-                           context=kitchen_context(known_customer(request)))
+                           context=kitchen_context(request.acting.existing()))
 
 
 @require_POST
 def reset(request: BakeryRequest) -> HttpResponse:
-    customer = known_customer(request)
+    customer = request.acting.existing()
     if customer is not None:  # a visitor has nothing to reset, and is not made a customer for it
         services.customer_reset(customer=customer)
     response = page_or_partial(request, page=lambda: redirect(_back(request)), partial="bakery/_reset_done.html")

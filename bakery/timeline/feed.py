@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from bakery.timeline import words
 from bakery.timeline.query import earlier_order_with_key, events_after, last_event_id, order_of
-from orders.api import ORDER_SCOPE
+from orders.keys import ORDER_SCOPE
 from orders.models import Event, Order
 
 Kind = Event.Kind

@@ -9,7 +9,6 @@ from django.views.decorators.http import require_GET
 from bakery.http import BakeryRequest, page_or_partial
 from bakery.timeline.story import build_timeline
 from bakery.timeline.words import LANES
-from orders.customers import known_customer, phone_of
 
 
 def timeline_context(customer, *, phone: str = "") -> dict:
@@ -21,4 +20,4 @@ def timeline_context(customer, *, phone: str = "") -> dict:
 @require_GET
 def timeline(request: BakeryRequest) -> HttpResponse:
     return page_or_partial(request, page="bakery/timeline.html", partial="bakery/_timeline.html",
-                           context=timeline_context(known_customer(request), phone=phone_of(request)))
+                           context=timeline_context(request.acting.existing(), phone=request.acting.phone))

@@ -19,7 +19,7 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from orders.idempotency import Guard, KeyInFlight, StoredResponse, run_once
+from orders.idempotency import KeyInFlight, KeyRef, StoredResponse, run_once
 from orders.keys import purge_expired_keys
 from orders.models import IdempotencyRecord
 from tests.conftest import BakeryClient, BakeryServer, CeleryWorker
@@ -120,7 +120,7 @@ def test_a_conflict_a_released_key_and_expired_keys_are_counted(staff):
 
     def first():
         try:
-            run_once(Guard(scope=scope, owner="o", key="k1", source="layer"), {"n": 1}, slow)
+            run_once(KeyRef(scope=scope, owner="o", key="k1", source="layer"), {"n": 1}, slow)
         finally:
             connection.close()
 
@@ -128,7 +128,7 @@ def test_a_conflict_a_released_key_and_expired_keys_are_counted(staff):
     runner.start()
     assert holding.wait(10)
     with pytest.raises(KeyInFlight):  # the same key from another connection while the first still runs
-        run_once(Guard(scope=scope, owner="o", key="k1", source="layer"), {"n": 1}, slow, wait_seconds=0.1)
+        run_once(KeyRef(scope=scope, owner="o", key="k1", source="layer"), {"n": 1}, slow, wait_seconds=0.1)
     release.set()
     runner.join(10)
 
@@ -136,8 +136,8 @@ def test_a_conflict_a_released_key_and_expired_keys_are_counted(staff):
         raise RuntimeError("the handler failed")
 
     with pytest.raises(RuntimeError):
-        run_once(Guard(scope=scope, owner="o", key="k2", source="layer"), {"n": 2}, broken)
-    run_once(Guard(scope=scope, owner="o", key="k3", source="layer"), {"n": 3}, lambda: StoredResponse(200, b""))
+        run_once(KeyRef(scope=scope, owner="o", key="k2", source="layer"), {"n": 2}, broken)
+    run_once(KeyRef(scope=scope, owner="o", key="k3", source="layer"), {"n": 3}, lambda: StoredResponse(200, b""))
     IdempotencyRecord.objects.filter(scope=scope).update(created_at=timezone.now() - timedelta(days=30))
     assert purge_expired_keys() == 2  # k1 and k3; k2 was released, so it was never kept
 

@@ -522,13 +522,13 @@ def scale(server, plan: Plan, found: Findings) -> None:
 def lookup_latency(samples: int = 1000) -> dict:
     """The layer's own replay statement (the record and its replay event, orders.idempotency.
     _replay_finished), timed in-process for random stored keys."""
-    from orders.idempotency import Guard, _replay_finished
+    from orders.idempotency import KeyRef, _replay_finished
 
     rows = sql("SELECT owner, key, fingerprint FROM orders_idempotencyrecord ORDER BY random() LIMIT %s",
                [samples], fetch=True)
     times = []
     for owner, key, fingerprint in rows:
-        guard = Guard(scope="orders.create", owner=owner, key=key, source="api")
+        guard = KeyRef(scope="orders.create", owner=owner, key=key, source="api")
         started = time.perf_counter()
         assert _replay_finished(guard, {}, fingerprint) is not None
         times.append((time.perf_counter() - started) * 1000)

@@ -6,7 +6,7 @@ from importlib import import_module
 from django.urls import include, path
 
 from bakery.conformance import fixture_urls
-from orders.api import CustomerAPIView
+from orders.authentication import CustomerAPIView
 from tests.conformance.peer_settings import PEER
 
 

@@ -13,14 +13,14 @@ from orders.idempotent import idempotent
 @idempotent(scope="tests.status")
 def status(request, code: int):
     """Leaves a trace in the database, then answers ``code``: a 5xx must take the trace back with it."""
-    record_event(source="api", kind=Kind.STEP_DONE, key=request.idempotency.key, customer=request.customer)
+    record_event(source="api", kind=Kind.STEP_DONE, key=request.idempotency_key, customer=request.acting.customer())
     return HttpResponse(f"answered {code}", status=code, content_type="text/plain")
 
 
 @require_POST
 @idempotent(scope="tests.echo")
 def echo(request):
-    return JsonResponse({"key": request.idempotency.key, "body": request.body.decode()}, status=201)
+    return JsonResponse({"key": request.idempotency_key, "body": request.body.decode()}, status=201)
 
 
 urlpatterns = [

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 
 from orders.customers import COOKIE
-from orders.idempotency import Guard, StoredResponse, run_once
+from orders.idempotency import KeyRef, StoredResponse, run_once
 from orders.models import Customer, Event, Order
 from tests.conftest import BakeryClient
 
@@ -48,18 +48,23 @@ def test_the_switch_travels_in_the_cookie_and_a_change_in_the_admin_reaches_it(c
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_cookie_whose_customer_is_gone_orders_as_a_new_customer(customer_client, cake):
+def test_a_cookie_whose_customer_is_gone_is_told_so_and_its_retry_orders_as_a_new_customer(customer_client, cake):
     key = uuid.uuid4()
     first = customer_client.order(key)
     assert first.status_code == 201
     Customer.objects.filter(pk=customer_client.customer_id).delete()  # the admin, or a database made afresh
 
-    again = customer_client.order(key)  # a retry from the browser that kept its cookie
+    gone = customer_client.order(key)  # a retry from the browser that kept its cookie
+    assert gone.status_code == 409 and gone.json()["code"] == "customer-gone", gone.content
+    assert gone["Retry-After"] == "0"  # the client's own retry policy sends it again, with the same key
+    assert not Customer.objects.exists() and not Order.objects.exists()  # nothing half-written
+
+    again = customer_client.order(key)  # with the new cookie that answer set
     assert again.status_code == 201, again.content
     assert "Idempotent-Replayed" not in again  # a new customer: the key is theirs, unused
     successor = Customer.objects.get()
     assert Order.objects.get().customer_id == successor.pk
-    assert customer_client.get("/api/me/").json()["customer"] == str(successor.pk)  # the browser's new cookie
+    assert customer_client.get("/api/me/").json()["customer"] == str(successor.pk)
     assert customer_client.order(key)["Idempotent-Replayed"] == "true"
     assert list(Event.objects.filter(source="api").values_list("kind", flat=True)) == ["new", "replay"]
 
@@ -82,6 +87,6 @@ def test_the_claims_short_wait_never_reaches_the_handlers_own_statements():
             inside = cursor.fetchone()[0]
         return StoredResponse(200, inside.encode())
 
-    outcome = run_once(Guard(scope="test.wait", owner="o", key=str(uuid.uuid4()), source="layer"), {}, handler,
+    outcome = run_once(KeyRef(scope="test.wait", owner="o", key=str(uuid.uuid4()), source="layer"), {}, handler,
                        wait_seconds=0.5)
     assert outcome.response.body == b"0"

@@ -227,11 +227,11 @@ def test_patch_me_rejects_anything_but_a_boolean(customer_client):
 def test_in_flight_key_waits_on_the_first_request_then_409_with_retry_after(customer_client, cake, settings,
                                                                              transactional_db):
     """While the first request holds the key, a retry waits IDEMPOTENCY_WAIT_SECONDS, then gets 409."""
-    from orders.idempotency import Guard, KeyInFlight, StoredResponse, run_once
+    from orders.idempotency import KeyInFlight, KeyRef, StoredResponse, run_once
 
     settings.IDEMPOTENCY_WAIT_SECONDS = 0.3
     key = str(uuid.uuid4())
-    guard = Guard(scope="test.slow", owner="someone", key=key, source="api")
+    guard = KeyRef(scope="test.slow", owner="someone", key=key, source="api")
     inside, release = threading.Event(), threading.Event()
 
     def slow_handler():
@@ -253,10 +253,10 @@ def test_in_flight_key_waits_on_the_first_request_then_409_with_retry_after(cust
 
 def test_a_retry_waiting_on_the_first_request_gets_its_answer(transactional_db, settings):
     """With a wait longer than the first request, the retry is replayed instead of refused."""
-    from orders.idempotency import Guard, StoredResponse, run_once
+    from orders.idempotency import KeyRef, StoredResponse, run_once
 
     settings.IDEMPOTENCY_WAIT_SECONDS = 5
-    guard = Guard(scope="test.wait", owner="someone", key=str(uuid.uuid4()), source="api")
+    guard = KeyRef(scope="test.wait", owner="someone", key=str(uuid.uuid4()), source="api")
     inside = threading.Event()
 
     def handler():

@@ -254,6 +254,9 @@ ORDER_BURST_RATE = os.environ.get("ORDER_BURST_RATE", "10/sec")
 # New customers one client address may make (orders/customers.py). A phone on the room's Wi-Fi has
 # its own address and makes one (three with the compare page); "off" for a room behind one address.
 CUSTOMER_CREATION_RATE = os.environ.get("CUSTOMER_CREATION_RATE", "120/min")
+# The bakery's own machine is not counted: nobody in the room reaches it from there, and the
+# facilitator's tunnel CLI makes a whole room of learners from it (manage.py tunnel --participants).
+CUSTOMER_CREATION_UNCOUNTED = ("127.0.0.1", "::1")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Freed's Bakery order API",

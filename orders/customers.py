@@ -20,7 +20,8 @@ one client address makes at most ``CUSTOMER_CREATION_RATE`` new customers (``120
 :func:`admit_new_customers`, counted in the cache like the order throttles (and, like them, let
 through when the cache cannot count). Past it, a write that would make a customer is answered
 ``429 too-many-requests`` with ``Retry-After`` and makes nothing. The address is the connection's
-(``REMOTE_ADDR``; no ``X-Forwarded-For`` is trusted). A phone on the room's Wi-Fi has an address of
+(``REMOTE_ADDR``; no ``X-Forwarded-For`` is trusted), and the bakery's own machine is not counted
+(``CUSTOMER_CREATION_UNCOUNTED``: the facilitator's tunnel CLI makes a room of learners). A phone on the room's Wi-Fi has an address of
 its own and makes one customer, three with the compare page: a script minting customers to
 multiply its throttles and holds is held to two a second.
 
@@ -113,6 +114,8 @@ def admit_new_customers(request, count: int = 1) -> None:
     allowed, period = rate.split("/")
     allowed, duration = int(allowed), _PERIODS[period[0]]
     address = BaseThrottle().get_ident(_django(request))  # REMOTE_ADDR: NUM_PROXIES is 0
+    if address in settings.CUSTOMER_CREATION_UNCOUNTED:
+        return
     now = time.time()
     window = int(now // duration)
     counter = f"customers-made-{address}-{window}"

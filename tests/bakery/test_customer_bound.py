@@ -127,8 +127,9 @@ def test_with_redis_down_new_customers_are_made(cake, tmp_path):
     redis_server = RedisServer(tmp_path).start()
     server = BakeryServer({"REDIS_URL": redis_server.url, "CUSTOMER_CREATION_RATE": "2/min"}).start()
 
-    def become_a_customer() -> int:
-        with httpx.Client(base_url=server.url, timeout=30) as newcomer:
+    def become_a_customer() -> int:  # from a laptop in the room: the bakery's own machine is not counted
+        with httpx.Client(base_url=server.url, timeout=30,
+                          transport=httpx.HTTPTransport(local_address="127.0.0.3")) as newcomer:
             newcomer.get("/api/me/")
             return newcomer.patch("/api/me/", json={"idempotency": True},
                                   headers={"X-CSRFToken": newcomer.cookies["csrftoken"]}).status_code
@@ -141,3 +142,13 @@ def test_with_redis_down_new_customers_are_made(cake, tmp_path):
         server.stop()
         redis_server.stop()
     assert Customer.objects.count() == 5
+
+
+@pytest.mark.django_db
+def test_the_bakerys_own_machine_makes_a_room_of_learners_unbounded(cake, settings):
+    """The facilitator's tunnel CLI runs beside `make demo` and makes a learner per participant."""
+    settings.CUSTOMER_CREATION_RATE = "3/min"
+    placed = [first_order(visitor("127.0.0.1")).status_code for _ in range(6)]
+    assert placed == [201] * 6 and Customer.objects.count() == 6
+    elsewhere = [first_order(visitor(fresh_address())).status_code for _ in range(2)]
+    assert elsewhere == [201, 201]  # each from its own address: one customer each

@@ -145,7 +145,7 @@ def celery_worker(transactional_db):
 
 
 class BakeryServer(GunicornProcess):
-    """The real web tier as `make demo` runs it (ASGI: gunicorn with uvicorn's worker, bakery.asgi),
+    """The real web tier as `make demo` runs it (ASGI: gunicorn with the bakery's uvicorn worker, bakery.asgi),
     with several worker processes on a free port, on the test database.
 
     Each worker process has its own database connections, so requests racing here race in

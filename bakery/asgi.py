@@ -1,4 +1,4 @@
-"""The ASGI application `make demo` serves (gunicorn with uvicorn's h11 worker).
+"""The ASGI application `make demo` serves (gunicorn with uvicorn's h11 worker, as bakery.web extends it).
 
 Under ASGI a tunnel hold is an ``asyncio.sleep`` (bakery.storefront.tunnel.TunnelHoldMiddleware):
 it costs no thread and no database connection, so a room of hundreds waits side by side.

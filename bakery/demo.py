@@ -64,9 +64,10 @@ def served_hosts(host: str) -> list[str]:
 
 
 # The web tier serves ASGI: gunicorn manages the processes, each runs one event loop (uvicorn's
-# pure-Python h11 worker) and Django runs the sync views in a thread per request in flight. A
-# tunnel hold is an await on that loop, not a thread, so a room of hundreds waits side by side.
-WEB_WORKER_CLASS = "uvicorn_worker.UvicornH11Worker"
+# pure-Python h11 worker, with a deadline on request heads: bakery/web.py) and Django runs the sync
+# views in a thread per request in flight. A tunnel hold is an await on that loop, not a thread, so
+# a room of hundreds waits side by side.
+WEB_WORKER_CLASS = "bakery.web.BakeryH11Worker"
 WEB_POOL_TARGET = 24  # pooled PostgreSQL connections a web process may have, if the server allows them
 WORKER_CONCURRENCY = 2  # Celery prefork children
 

@@ -221,6 +221,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 # How long the ASGI web tier waits for a request's body once its headers are in (bakery/asgi.py): then 408.
 REQUEST_BODY_TIMEOUT_SECONDS = float(os.environ.get("REQUEST_BODY_TIMEOUT_SECONDS", 5))
+# How long it waits for a request's headers (bakery/web.py): then 408, or a silent close if nothing came.
+REQUEST_HEADER_TIMEOUT_SECONDS = float(os.environ.get("REQUEST_HEADER_TIMEOUT_SECONDS", 5))
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 # Only read by the file-based backend (tests count the emails a worker really sent).

@@ -94,9 +94,15 @@ def customer_client(db):
 
 
 @pytest.fixture
-def staff_client(db):
+def staff_password() -> str:
+    """The facilitator's password in this test, new every time."""
+    return uuid.uuid4().hex
+
+
+@pytest.fixture
+def staff_client(db, staff_password):
     """The facilitator, logged in, with CSRF checked as a browser has it (the csrftoken cookie is set)."""
-    user = get_user_model().objects.create_user("facilitator", password="pw-12345678", is_staff=True)
+    user = get_user_model().objects.create_user("facilitator", password=staff_password, is_staff=True)
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
     assert client.get("/workshop/").status_code == 200  # also sets the csrftoken cookie
@@ -145,7 +151,7 @@ def celery_worker(transactional_db):
 
 
 class BakeryServer(GunicornProcess):
-    """The real web tier as `make demo` runs it (ASGI: gunicorn with uvicorn's worker, bakery.asgi),
+    """The real web tier as `make demo` runs it (ASGI: gunicorn with the bakery's uvicorn worker, bakery.asgi),
     with several worker processes on a free port, on the test database.
 
     Each worker process has its own database connections, so requests racing here race in

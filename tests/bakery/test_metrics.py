@@ -48,7 +48,7 @@ def timed_calls(text: str) -> dict[tuple[str, str], float]:
 
 
 def staff_user(name: str = "operator"):
-    return get_user_model().objects.create_user(name, password="pw-12345678", is_staff=True)
+    return get_user_model().objects.create_user(name, password=uuid.uuid4().hex, is_staff=True)
 
 
 @pytest.fixture

@@ -1,11 +1,15 @@
-"""The web tier's edges, over real sockets against the real ASGI server (gunicorn with uvicorn's worker):
-a refused body ends cleanly, so the connection it came on serves the client's next request."""
+"""The web tier's edges, over real sockets against the real ASGI server (gunicorn with the bakery's
+uvicorn worker, bakery.web): a refused body ends cleanly, so the connection it came on serves the
+client's next request; what the server cannot parse is refused in the bakery's words; a client that
+sends half a request and waits is answered 408 and closed."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -150,30 +154,46 @@ def request_in_pieces(connection: Connection, data: bytes) -> None:
 
 
 SERVER_REFUSALS = {
-    "a request line that is not HTTP": lambda host: b"GARBAGE\r\n\r\n",
-    "a header line without a colon": lambda host: f"GET /api/me/ HTTP/1.1\r\nHost: {host}\r\nNo\r\n\r\n".encode(),
-    "chunked framing that is not hex": lambda host: (
+    # what -> (the request, the status, problem+json or not)
+    "a request line that is not HTTP": (lambda host: b"GARBAGE\r\n\r\n", 400, False),
+    "a header line without a colon, under /api/": (
+        lambda host: f"GET /api/me/ HTTP/1.1\r\nHost: {host}\r\nNo\r\n\r\n".encode(), 400, True),
+    "a header line without a colon, on a page": (
+        lambda host: f"GET / HTTP/1.1\r\nHost: {host}\r\nNo\r\n\r\n".encode(), 400, False),
+    "chunked framing that is not hex": (lambda host: (
         f"POST /api/orders/ HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n"
-    ).encode(),
-    "headers over 16 KiB": lambda host: (f"GET /api/me/ HTTP/1.1\r\nHost: {host}\r\nX-Long: ".encode()
-                                         + b"a" * 100_000 + b"\r\n\r\n"),
-    "a URL over 16 KiB": lambda host: b"GET /api/" + b"a" * 100_000 + f" HTTP/1.1\r\nHost: {host}\r\n\r\n".encode(),
+    ).encode(), 400, True),
+    "headers over 16 KiB": (lambda host: (f"GET /api/me/ HTTP/1.1\r\nHost: {host}\r\nX-Long: ".encode()
+                                          + b"a" * 100_000 + b"\r\n\r\n"), 431, True),
+    "a URL over 16 KiB": (lambda host: b"GET /api/" + b"a" * 100_000 + f" HTTP/1.1\r\nHost: {host}\r\n\r\n".encode(),
+                          431, True),
+    "a page's headers over 16 KiB": (lambda host: (f"GET / HTTP/1.1\r\nHost: {host}\r\nX-Long: ".encode()
+                                                   + b"a" * 100_000 + b"\r\n\r\n"), 431, False),
 }
 
 
 @pytest.mark.parametrize("what", SERVER_REFUSALS)
-def test_what_the_server_cannot_parse_is_its_own_plain_400_and_a_closed_connection(bakery_server, what):
-    """As the README says: uvicorn answers these itself, before the bakery sees them, in plain text."""
+def test_what_the_server_cannot_parse_is_refused_in_the_bakerys_words_and_closes_the_connection(bakery_server, what):
+    """As the README says: the server answers these itself, before Django sees them, but as the bakery
+    would: problem+json ``invalid-request`` under /api/, plain text elsewhere; over 16 KiB of head, a 431."""
+    request, status, as_problem = SERVER_REFUSALS[what]
     connection = Connection(bakery_server.url)
     try:
-        request_in_pieces(connection, SERVER_REFUSALS[what](connection.host))
+        request_in_pieces(connection, request(connection.host))
         answer = until_closed(connection)
     finally:
         connection.close()
     head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 400 "), answer[:300]
-    assert b"content-type: text/plain; charset=utf-8" in head.lower() and b"connection: close" in head.lower()
-    assert b"Invalid HTTP request received." in body  # (chunked when the request had begun)
+    assert head.startswith(f"HTTP/1.1 {status} ".encode()), answer[:300]
+    assert b"connection: close" in head.lower() and f"content-length: {len(body)}".encode() in head.lower()
+    if as_problem:
+        assert b"content-type: application/problem+json" in head.lower()
+        problem = json.loads(body)
+        assert problem["code"] == "invalid-request" and problem["status"] == status, problem
+    else:
+        assert b"content-type: text/plain; charset=utf-8" in head.lower()
+        assert body == (b"The request line and headers are over 16 KiB." if status == 431
+                        else b"The request is not valid HTTP/1.1.")
 
 
 def test_what_the_server_parses_reaches_the_bakery_and_is_problem_json(bakery_server):
@@ -220,8 +240,9 @@ def closed_by_server(sock: socket.socket) -> tuple[bool, bytes]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_hundred_half_sent_requests_leave_another_learner_served_and_unfinished_bodies_get_a_408(cake):
-    server = BakeryServer({"REQUEST_BODY_TIMEOUT_SECONDS": "3"}, workers=2).start()
+def test_two_hundred_half_sent_requests_leave_another_learner_served_and_each_gets_its_408(cake):
+    server = BakeryServer({"REQUEST_HEADER_TIMEOUT_SECONDS": "3", "REQUEST_BODY_TIMEOUT_SECONDS": "3"},
+                          workers=2).start()
     sockets: dict[str, list[socket.socket]] = {"headers": [], "body": []}
     try:
         cookies, token, _ = customer_session(server.url)
@@ -236,7 +257,7 @@ def test_two_hundred_half_sent_requests_leave_another_learner_served_and_unfinis
             placed = learner.post("/api/orders/", json={"items": [{"cake": "strawberry-shortcake", "quantity": 1}]},
                                   headers={"X-CSRFToken": token, "Idempotency-Key": str(uuid.uuid4())})
             order_seconds = time.monotonic() - started
-        time.sleep(max(0.0, opened + 5 - time.monotonic()))  # the body timeout (3 s), and time to answer
+        time.sleep(max(0.0, opened + 5 - time.monotonic()))  # both timeouts (3 s), and time to answer
         bodies = [closed_by_server(sock) for sock in sockets["body"]]
         heads = [closed_by_server(sock) for sock in sockets["headers"]]
     finally:
@@ -247,6 +268,56 @@ def test_two_hundred_half_sent_requests_leave_another_learner_served_and_unfinis
     assert page_seconds < 1.0 and order_seconds < 1.0, (page_seconds, order_seconds)
     assert all(closed for closed, _ in bodies), f"{sum(not c for c, _ in bodies)} of 100 half bodies still open"
     assert all(answer.startswith(b"HTTP/1.1 408 ") and b"request-timeout" in answer for _, answer in bodies)
+    assert all(closed for closed, _ in heads), f"{sum(not c for c, _ in heads)} of 100 half heads still open"
+    assert all(answer.startswith(b"HTTP/1.1 408 ") and b"connection: close" in answer.lower()
+               and answer.endswith(b"did not arrive within 3 s. Send the whole request at once.")
+               for _, answer in heads), heads[0][1]
     assert Order.objects.count() == 1
-    print(f"GET / {page_seconds:.3f} s, order {order_seconds:.3f} s; after 5 s, unfinished heads closed by the "
-          f"server: {sum(closed for closed, _ in heads)} of 100")
+    print(f"GET / {page_seconds:.3f} s, order {order_seconds:.3f} s; 5 s after opening, closed by the server "
+          "with a 408: 100 of 100 unfinished heads and 100 of 100 unfinished bodies")
+
+
+def closing(connection: Connection) -> tuple[float, bytes]:
+    """Wait for the server to close the connection: when it did, and what it sent until then."""
+    received = until_closed(connection)
+    return time.monotonic(), received
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_head_is_due_within_the_timeout_of_the_connection_or_of_its_first_byte(cake):
+    """A connection that sends nothing is closed without a word; an unfinished head under /api/ gets a
+    problem+json 408; on a kept-alive connection the next head has the whole timeout from its first
+    byte; a head typed slowly but finished in time is served."""
+    server = BakeryServer({"REQUEST_HEADER_TIMEOUT_SECONDS": "2"}, workers=1).start()
+    connections = []
+    try:
+        connections = [Connection(server.url) for _ in range(3)]
+        silent, unfinished, kept = connections
+        began = time.monotonic()
+        unfinished.send(f"GET /api/me/ HTTP/1.1\r\nHost: {unfinished.host}\r\nAccept: ".encode())
+        kept.send(f"GET /api/me/ HTTP/1.1\r\nHost: {kept.host}\r\n\r\n".encode())
+        with ThreadPoolExecutor(3) as pool:
+            closes = [pool.submit(closing, silent), pool.submit(closing, unfinished)]
+            first_status, _, _ = kept.answer()
+            time.sleep(1)  # under the keep-alive timeout (2 s)
+            next_head = time.monotonic()
+            kept.send(f"POST /api/orders/ HTTP/1.1\r\nHost: {kept.host}\r\n".encode())
+            closes.append(pool.submit(closing, kept))
+            typist = Connection(server.url)
+            connections.append(typist)
+            head = f"GET /api/me/ HTTP/1.1\r\nHost: {typist.host}\r\nAccept: */*\r\n\r\n".encode()
+            typist.send(head, pace=0.25, piece=-(-len(head) // 6))  # 6 pieces over 1.5 s
+            typed_status, _, _ = typist.answer()
+            (silent_at, said), (unfinished_at, timed_out), (kept_at, kept_timed_out) = [c.result() for c in closes]
+    finally:
+        for connection in connections:
+            connection.close()
+        server.stop()
+    assert typed_status == 200 and first_status == 200
+    assert said == b"" and began + 2 <= silent_at < began + 5, silent_at - began
+    for answer in (timed_out, kept_timed_out):
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 ") and b"content-type: application/problem+json" in head.lower()
+        assert json.loads(body)["code"] == "request-timeout"
+    assert began + 2 <= unfinished_at < began + 5, unfinished_at - began
+    assert next_head + 2 <= kept_at < next_head + 5, kept_at - next_head

@@ -13,6 +13,8 @@ import pytest
 import yaml
 from django.core.management import call_command
 
+from bakery.demo import WEB_WORKER_CLASS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -146,7 +148,7 @@ def test_compose_has_the_five_services_with_healthchecks():
 def test_compose_commands_run_the_apps_this_project_defines():
     services = COMPOSE["services"]
     assert "gunicorn bakery.asgi:application" in services["web"]["command"]
-    assert "uvicorn_worker.UvicornH11Worker" in services["web"]["command"]
+    assert f"--worker-class {WEB_WORKER_CLASS}" in services["web"]["command"]  # the worker `make demo` runs
     assert "manage.py migrate" in services["web"]["command"]
     assert services["worker"]["command"].startswith("celery -A bakery worker")
     assert services["beat"]["command"].startswith("celery -A bakery beat")

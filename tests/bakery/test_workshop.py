@@ -78,7 +78,7 @@ def test_a_learner_cannot_see_the_dashboard_or_reset_anything(cake):
 
 @pytest.mark.django_db
 def test_a_logged_in_user_who_is_not_staff_is_refused():
-    user = get_user_model().objects.create_user("learner", password="pw-12345678", is_staff=False)
+    user = get_user_model().objects.create_user("learner", password=uuid.uuid4().hex, is_staff=False)
     client = Client()
     client.force_login(user)
     response = client.get(DASHBOARD)
@@ -86,9 +86,9 @@ def test_a_logged_in_user_who_is_not_staff_is_refused():
 
 
 @pytest.mark.django_db
-def test_staff_login_through_the_admin_form_reaches_the_dashboard(staff_client):
+def test_staff_login_through_the_admin_form_reaches_the_dashboard(staff_client, staff_password):
     client = Client()
-    login = client.post("/admin/login/?next=/workshop/", {"username": "facilitator", "password": "pw-12345678",
+    login = client.post("/admin/login/?next=/workshop/", {"username": "facilitator", "password": staff_password,
                                                           "next": "/workshop/"})
     assert login.status_code == 302 and login["Location"] == DASHBOARD
     page = client.get(DASHBOARD)
@@ -155,7 +155,7 @@ def test_counts_match_a_known_scenario(cake, settings):
     record_event(source="payment", kind=Kind.DEDUPE, key=str(fixer_order.fulfilment_key), order=fixer_order)
 
     idle = learner()
-    staff = get_user_model().objects.create_user("facilitator", password="pw-12345678", is_staff=True)
+    staff = get_user_model().objects.create_user("facilitator", password=uuid.uuid4().hex, is_staff=True)
     client = Client()
     client.force_login(staff)
     html = client.get(PARTIAL).content.decode()

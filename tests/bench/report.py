@@ -94,6 +94,7 @@ def render(found) -> Text:
                     else "the same customer alone, for comparison")
             rows.append([title, OURS, r.count, fmt(r.throughput), fmt(r.p50, 1), fmt(r.p99, 1), answers(r.statuses),
                          note, r])
+    rows += slow_client_rows(found)
     bo = found.back_office
     if bo.get("missing"):
         rows.append(["(f) back office", OURS, "-", "-", "-", "-", "-",
@@ -217,6 +218,57 @@ def scale_summary(found) -> list[str]:
     return lines
 
 
+# (g) slow clients: the half-sent requests held open (tests/bench/halves.py), and from where.
+HALF_REQUESTS, HALVES_ADDRESS = 200, "127.0.0.2"
+
+
+def slow_client_rows(found) -> list[list]:
+    """Another customer's GET / and order, with no slow client, then with 200 half requests held open."""
+    rows = []
+    for case, title in (("none", "no slow clients"), ("open", f"{HALF_REQUESTS} half-sent requests open")):
+        if case not in found.slow_clients:
+            continue
+        figures, held = found.slow_clients[case], found.slow_clients[case]["held"]
+        note = ("the same customer alone, for comparison" if case == "none" else
+                f"held from {HALVES_ADDRESS}, each reopened when the server closed it: " + held_summary(held))
+        for what, label in (("page", "GET /"), ("order", "order")):
+            r = figures[what]
+            rows.append([f"(g) another customer's {label}, {title}", OURS, r.count, fmt(r.throughput), fmt(r.p50, 1),
+                         fmt(r.p99, 1), answers(r.statuses), note, r])
+    return rows
+
+
+def held_summary(held) -> str:
+    """E.g. "408x200 to unfinished bodies, 408x200 to unfinished heads; 200 open at the end"."""
+    closed = [f"{key.split(' ', 1)[1]}x{count} to unfinished {key.split(' ', 1)[0]}"
+              for key, count in sorted(held.items()) if key != "open at the end"]
+    return ", ".join(closed) + f"; {held.get('open at the end', 0)} open at the end"
+
+
+def slow_client_bars(found) -> list[tuple[bool, str]]:
+    if "open" not in found.slow_clients:
+        return []
+    figures, held = found.slow_clients["open"], found.slow_clients["open"]["held"]
+    page, order = figures["page"], figures["order"]
+    answered = {key.split(" ", 1)[1] for key in held if key != "open at the end"}
+    ok = (max(page.p99, order.p99) < FLOOD_P99_MS and set(page.statuses) == {200} and set(order.statuses) == {201}
+          and answered == {"408"})
+    return [(ok, f"another customer's p99 under {FLOOD_P99_MS} ms with {HALF_REQUESTS} half-sent requests open: "
+                 f"GET / {page.p99:.0f} ms, order {order.p99:.0f} ms, answers "
+                 f"{answers(page.statuses + order.statuses)}; "
+                 f"every half request the server closed had its 408 ({held_summary(held)})")]
+
+
+def slow_client_method(plan) -> str:
+    return ("- (g) slow clients: the web tier as `make demo` runs it (gunicorn, 2 processes of bakery.web's uvicorn "
+            "worker serving bakery.asgi, `REQUEST_HEADER_TIMEOUT_SECONDS` and `REQUEST_BODY_TIMEOUT_SECONDS` at their "
+            "default 5 s). Another customer loads `GET /` and places an order every 250 ms for "
+            f"{plan.flood_seconds:.0f} s, first alone, then while a process of its own (tests/bench/halves.py) keeps "
+            f"{HALF_REQUESTS // 2} connections from {HALVES_ADDRESS} holding unfinished headers and "
+            f"{HALF_REQUESTS // 2} holding whole headers and an unfinished body, opening a new one whenever the "
+            "server closes one.")
+
+
 def per_order(counter) -> str:
     return ", ".join(f"{count} order(s) with {n}" for n, count in sorted(counter.items())) or "none"
 
@@ -274,6 +326,7 @@ def check_bars(found, ratio_b: float, ratio_c: float) -> list[tuple[bool, str]]:
             ok = other.p99 < FLOOD_P99_MS and set(other.statuses) == {201}
             bars.append((ok, f"another customer's p99 under {FLOOD_P99_MS} ms while one session floods {case}: "
                              f"{other.p99:.0f} ms over {other.count} orders, answers {answers(other.statuses)}"))
+    bars += slow_client_bars(found)
     for r in found.rooms:
         if r["participants"] == ROOM_BAR:
             bars.append((room_met(r), f"a room of {ROOM_BAR} on the default make demo: {fmt(r['exact'])}/{ROOM_BAR} "
@@ -428,6 +481,7 @@ def doc(found, main, statements, peers, latency, cpu, scale_lines, bar_lines, ra
         f"the order throttles off. One session, in a process of its own (`python -m tests.flood`), keeps "
         f"{FLOOD_IN_FLIGHT} requests in flight for {plan.flood_seconds:.0f} s: new orders, or `request-lost` tunnel "
         "attempts. Meanwhile another customer places an order every 250 ms and its latency is timed.",
+        slow_client_method(plan),
         "- Peers: each wraps the same handler (validate, `order_place`, serialize) in a bench-only settings module "
         "(tests/bench/peers/), with the order stored `idempotent=False` so the bakery's own unique constraint does "
         "not protect it. drf-idempotency 1.0.0: `@idempotent()`, DatabaseBackend. drf-idempotencykey 0.2.0: its "

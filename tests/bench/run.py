@@ -8,7 +8,8 @@ the same handler and the same load generator. The phases run in this order, so t
 2. statements per request, edge cases (other customer, other body, handler exception), storms;
 3. throughput: every figure in short interleaved rounds; then the latency the layer adds, one
    request at a time, against the handler alone;
-4. (g) one session flooding (orders, then tunnel holds) while another customer orders;
+4. (g) one session flooding (orders, then tunnel holds) while another customer orders; then, on the
+   web tier as `make demo` runs it, 200 half-sent requests held open while another customer shops;
 5. (e) the key store at 10,000 and 1,000,000 keys, with the purge while orders keep flowing;
 6. (f) the back office with a real Celery worker, then every task delivered a second time;
 7. (h) the room: the stack above is stopped, the default `make demo` starts on engines of its own,
@@ -33,8 +34,10 @@ from datetime import UTC, datetime
 
 from bakery.client import OrderClient, percentile
 from tests.bench import report, room, stack
+from tests.bench.halves import Halves
 from tests.bench.load import OTHER_BODY, Result, drive, shoppers
 from tests.flood import Flood
+from tests.processes import GunicornProcess
 
 OURS = "freeds-bakery"
 PEERS = [name for name in stack.IMPLEMENTATIONS if name != OURS]
@@ -76,6 +79,8 @@ class Findings:
     scale: list = field(default_factory=list)
     back_office: dict = field(default_factory=dict)
     floods: dict = field(default_factory=dict)  # "alone" / "orders" / "tunnel" -> {"other": Result, "flood": ...}
+    # "none" / "open" -> {"page": Result, "order": Result, "held": what the server did with the half requests}
+    slow_clients: dict = field(default_factory=dict)
     rooms: list = field(default_factory=list)  # (h) one summary per room size
     notes: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
@@ -124,6 +129,7 @@ def main(*, quick: bool, slow_seconds: float, retry_after: float, write_doc: boo
         for peer in PEERS:
             servers.pop(peer).stop()
         floods(env, log_dir, plan, found)
+        slow_clients(env, log_dir, plan, found)
         scale(servers[OURS], plan, found)
         worker = stack.Worker(env, log_dir)
         back_office(servers[OURS], worker, plan, found)
@@ -468,6 +474,51 @@ async def other_customer(server, seconds: float) -> Result:
     result.elapsed = time.perf_counter() - began
     await shopper.close()
     return result
+
+
+# --- (g) slow clients hold half-sent requests open, another customer shops ----------------------------
+
+def slow_clients(env, log_dir, plan: Plan, found: Findings) -> None:
+    """The web tier as `make demo` runs it (gunicorn with bakery.web's worker serving bakery.asgi, 2
+    processes, the product's defaults), another customer loading ``GET /`` and placing an order every
+    250 ms, first alone, then while a process of its own keeps 200 half-sent requests open."""
+    server = GunicornProcess(env={**stack.room_defaults(env), "DJANGO_SETTINGS_MODULE": "bakery.settings"},
+                             log_path=log_dir / "gunicorn-web-tier.log", port=stack.unused_port(), workers=2,
+                             asgi=True).start(90)
+    try:
+        asyncio.run(page_and_order(server.url, 2))  # warm: the first requests of a process are slower
+        for case in ("none", "open"):
+            halves = None
+            if case == "open":
+                halves = Halves(server.url, heads=report.HALF_REQUESTS // 2, bodies=report.HALF_REQUESTS // 2,
+                                seconds=plan.flood_seconds + 2, local_address=report.HALVES_ADDRESS).start()
+            page, order = asyncio.run(page_and_order(server.url, plan.flood_seconds))
+            held = halves.join() if halves else Counter()
+            found.slow_clients[case] = {"page": page, "order": order, "held": held}
+            log(f"(g) half requests {case}: other customer GET / p50 {page.p50:.0f} ms p99 {page.p99:.0f} ms, "
+                f"order p50 {order.p50:.0f} ms p99 {order.p99:.0f} ms {dict(order.statuses)}; held {dict(held)}")
+    finally:
+        server.stop()
+
+
+async def page_and_order(url: str, seconds: float) -> tuple[Result, Result]:
+    """Another customer, every 250 ms: the home page, then an order; each timed."""
+    (shopper,) = await shoppers(url, "/api/orders/", 1)
+    page, order = Result(), Result()
+    began = time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        started = time.perf_counter()
+        response = await shopper.http.get("/", headers={"Accept": "text/html"})
+        page.latencies.append((time.perf_counter() - started) * 1000)
+        page.statuses[response.status_code] += 1
+        ordered = time.perf_counter()
+        response = await shopper.order(uuid.uuid4())
+        order.latencies.append((time.perf_counter() - ordered) * 1000)
+        order.statuses[response.status_code] += 1
+        await asyncio.sleep(max(0.0, OTHER_PACE_SECONDS - (time.perf_counter() - started)))
+    page.elapsed = order.elapsed = time.perf_counter() - began
+    await shopper.close()
+    return page, order
 
 
 # --- (e) the key store at scale, and the purge ------------------------------------------------------

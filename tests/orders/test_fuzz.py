@@ -194,7 +194,7 @@ def room_state() -> tuple:
 
 @pytest.fixture
 def admin_and_learner(room, django_user_model):
-    superuser = django_user_model.objects.create_superuser("facilitator", "f@example.com", "pw-12345678")
+    superuser = django_user_model.objects.create_superuser("facilitator", "f@example.com", uuid.uuid4().hex)
     return superuser, room[0]
 
 

@@ -21,9 +21,9 @@ one client address makes at most ``CUSTOMER_CREATION_RATE`` new customers (``120
 through when the cache cannot count). Past it, a write that would make a customer is answered
 ``429 too-many-requests`` with ``Retry-After`` and makes nothing. The address is the connection's
 (``REMOTE_ADDR``; no ``X-Forwarded-For`` is trusted), and the bakery's own machine is not counted
-(``CUSTOMER_CREATION_UNCOUNTED``: the facilitator's tunnel CLI makes a room of learners). A phone on the room's Wi-Fi has an address of
-its own and makes one customer, three with the compare page: a script minting customers to
-multiply its throttles and holds is held to two a second.
+(``CUSTOMER_CREATION_UNCOUNTED``: the facilitator's tunnel CLI makes a room of learners). A phone
+on the room's Wi-Fi has an address of its own and makes one customer, three with the compare page:
+a script minting customers to multiply its throttles and holds is held to two a second.
 
 What the cookie gives up against a server-side session: it cannot be revoked before it expires,
 and its owner can read it (an id and a switch, nothing secret). It grants a cake customer's

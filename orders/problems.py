@@ -34,7 +34,7 @@ PROBLEMS = {
     "invalid-request": (400, "The request is not valid"),
     "malformed-json": (400, "The request body is not valid JSON"),
     "body-too-large": (413, "The request body is too large"),
-    "request-timeout": (408, "The request body did not arrive in time"),
+    "request-timeout": (408, "The request did not arrive in time"),
     "not-found": (404, "Not found"),
     "csrf-failed": (403, "CSRF check failed"),
     "forbidden": (403, "Forbidden"),

@@ -30,7 +30,8 @@ from pathlib import Path
 import httpx
 from django import db
 
-from bakery import connections, engines
+from bakery import connections, engines, kitchen_fire
+from bakery.demo_fire import KitchenFire
 from bakery.env import env_bool
 from bakery.facilitator import Login, facilitator_ensure
 from bakery.supervisor import GaveUp, Part, clock
@@ -399,7 +400,7 @@ def serve(args) -> int:
     signal.signal(signal.SIGWINCH, resize)
     children, logs, launches = start_children(args, env, connection_plan)
     screen = Screen(pin=not args.verbose, story_file=log_dir() / "story.log")
-    exit_code = 0
+    exit_code, fire = 0, None
     try:
         local_url = f"http://{'127.0.0.1' if serves_room(args.host) else args.host}:{args.port}/"
         problem = wait_until_ready(children, logs, local_url, lambda: stopping)
@@ -412,8 +413,11 @@ def serve(args) -> int:
         screen.show_banner(banner(args, logs, env, connection_plan, login=facilitator_ensure()))
         parts = supervised(children, logs, launches, local_url, env,
                            own_postgres=not database_given, own_redis=not redis_given)
-        exit_code = follow(children, logs, feed, screen, lambda: stopping, lambda: resized, parts)
+        fire = KitchenFire(parts, children, launches, logs, start_child, screen.say)
+        exit_code = follow(children, logs, feed, screen, lambda: stopping, lambda: resized, parts, fire)
     finally:
+        if fire is not None:
+            fire.close()
         screen.close()
         db.connections.close_all()
         shutdown(children)
@@ -441,6 +445,13 @@ def orders_waited(since: float) -> str:
     return f"; {count} order{'' if count == 1 else 's'} waited" if count else ""
 
 
+def postgres_waited(since: float) -> str:
+    """'; 4 orders waited': the orders answered 503 since ``since`` (time.monotonic()), counted from the
+    web's notes in the data folder, as PostgreSQL cannot tell while it is away (bakery/kitchen_fire.py)."""
+    count = kitchen_fire.waited_since(time.time() - (time.monotonic() - since))
+    return f"; {count} order{'' if count == 1 else 's'} waited" if count else ""
+
+
 def supervised(children, logs, launches, local_url: str, env: dict, *, own_postgres: bool,
                own_redis: bool) -> list[Part]:
     """What the supervisor watches and starts again: the embedded engines (not servers it was given),
@@ -452,7 +463,7 @@ def supervised(children, logs, launches, local_url: str, env: dict, *, own_postg
             db.connections.close_all()
 
         parts.append(Part("PostgreSQL", engines.postgres_running, start_postgres, engines.postgres_running,
-                          log=str(engines.data_dir() / "postgres")))
+                          log=str(engines.data_dir() / "postgres"), waited=postgres_waited))
     if own_redis:
         port = int(env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
         parts.append(Part("Redis", lambda: engines.redis_answers(port), engines.start_embedded_redis,
@@ -466,9 +477,11 @@ def supervised(children, logs, launches, local_url: str, env: dict, *, own_postg
     return parts
 
 
-def follow(children, logs, feed, screen: Screen, stopping, resized, parts: list[Part] = ()) -> int:
+def follow(children, logs, feed, screen: Screen, stopping, resized, parts: list[Part] = (),
+           fire: KitchenFire | None = None) -> int:
     """Tell the story until Ctrl-C. A part that dies is started again, one line each way; one that
-    keeps dying stops the bakery with a sentence saying which."""
+    keeps dying stops the bakery with a sentence saying which. A kitchen fire asked for on the
+    dashboard is started and followed here too (bakery/demo_fire.py)."""
     unreadable_since, said = None, False
     drawn_for = resized()
     while not stopping():
@@ -478,6 +491,8 @@ def follow(children, logs, feed, screen: Screen, stopping, resized, parts: list[
         except GaveUp as gave_up:
             screen.say(f"{clock()}  {gave_up}")
             return 1
+        if fire is not None:
+            fire.turn(time.monotonic())
         if any(part.down_at is not None and part.name == "PostgreSQL" for part in parts):
             time.sleep(POLL_SECONDS)  # the timeline is in PostgreSQL: it is read again once it is back
             continue

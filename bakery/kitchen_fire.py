@@ -5,8 +5,9 @@ because what goes down (PostgreSQL, Redis) is exactly what they would otherwise 
 
 - ``supervisor.pid``: written by `make demo`'s supervisor while it runs, removed when it stops.
   The panel is available when it names a live process; under docker compose there is none.
-- ``command.json``: one fire asked for by the dashboard (written whole, by rename). The supervisor
-  picks it up within half a second, removes it and starts the fire (bakery/demo_fire.py).
+- ``command.json``: one fire asked for by the dashboard (written whole, by rename), to start
+  DELAY_SECONDS after the press. The supervisor picks it up then (it looks twice a second), removes
+  it and starts the fire (bakery/demo_fire.py).
 - ``fire.json``: the supervisor's account of the current or last fire: what, for how long, when it
   started and when the part was back, and how many orders waited.
 - ``waited.log``: one line per order attempt the web answered 503 while PostgreSQL was away
@@ -33,6 +34,8 @@ from bakery.engines import BASE_DIR
 # What the panel can set on fire, as the form names it and as the terminal says it.
 PARTS = {"postgres": "PostgreSQL", "redis": "Redis", "worker": "The worker"}
 MIN_SECONDS, MAX_SECONDS = 1, 60
+# A fire starts this long after the press, so the facilitator's own dashboard has loaded again first.
+DELAY_SECONDS = 2
 # The step the worker is killed inside: the provider has charged, the bakery has not committed yet.
 WORKER_STEP = "capture"
 UNAVAILABLE = ("Only `make demo` can set the kitchen on fire: its supervisor takes a part away and brings it "
@@ -102,11 +105,13 @@ def close_channel() -> None:
 
 
 def take_command() -> dict | None:
-    """The fire the dashboard asked for, if any; taken once."""
+    """The fire the dashboard asked for, once its time has come; taken once."""
     path = folder() / "command.json"
     try:
         asked = json.loads(path.read_text())
     except (OSError, ValueError):
+        return None
+    if isinstance(asked, dict) and isinstance(asked.get("at"), (int, float)) and time.time() < asked["at"]:
         return None
     path.unlink(missing_ok=True)
     return asked
@@ -169,8 +174,8 @@ def ask(part: str, seconds) -> Fire:
     burning = last_fire()
     if (folder() / "command.json").exists() or (burning is not None and burning.back is None):
         raise FireRefused("A fire is already burning: wait until its part is back, then start the next.", status=409)
-    fire = Fire(part=part, seconds=seconds, started=time.time())
-    _write(folder() / "command.json", json.dumps({"part": part, "seconds": seconds}))
+    fire = Fire(part=part, seconds=seconds, started=time.time() + DELAY_SECONDS)
+    _write(folder() / "command.json", json.dumps({"part": part, "seconds": seconds, "at": fire.started}))
     return fire
 
 

@@ -81,9 +81,9 @@ def kitchen_fire(request: BakeryRequest) -> HttpResponse:
     except fires.FireRefused as refused:
         return render(request, "workshop/fire_refused.html", {"detail": str(refused)}, status=refused.status)
     if fire.part == "worker":
-        said = (f"The kitchen is on fire: the worker dies inside the next order's {fires.WORKER_STEP} step "
-                f"and stays away {fire.seconds} s.")
+        said = (f"The kitchen catches fire in {fires.DELAY_SECONDS} s: the worker dies inside the next order's "
+                f"{fires.WORKER_STEP} step and stays away {fire.seconds} s.")
     else:
-        said = f"The kitchen is on fire: {fire.name} goes away for {fire.seconds} s."
+        said = f"The kitchen catches fire in {fires.DELAY_SECONDS} s: {fire.name} goes away for {fire.seconds} s."
     messages.add_message(request, messages.WARNING, said)
     return redirect(reverse("workshop-dashboard"))

@@ -466,7 +466,7 @@ def orders_waited(since: float) -> str:
 
 def postgres_waited(since: float) -> str:
     """'; 4 orders waited': the orders answered 503 since ``since`` (time.monotonic()), counted from the
-    web's notes in the data folder, as PostgreSQL cannot tell while it is away (bakery/kitchen_fire.py)."""
+    web's lines in the data folder, as PostgreSQL cannot tell while it is away (bakery/kitchen_fire.py)."""
     count = kitchen_fire.waited_since(time.time() - (time.monotonic() - since))
     return f"; {count} order{'' if count == 1 else 's'} waited" if count else ""
 

@@ -81,7 +81,7 @@ class KitchenFire:
         kitchen_fire.record(self.fire)
 
     def follow(self, now: float) -> None:
-        """Kill the armed worker once an order is inside its step; note when the part is back."""
+        """Kill the armed worker once an order is inside its step; record when the part is back."""
         if self.armed_at is not None:
             marker = kitchen_fire.folder() / f"inside-{WORKER_STEP}"
             if marker.exists():

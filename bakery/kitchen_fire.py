@@ -186,7 +186,7 @@ def last_fire() -> Fire | None:
         return None
 
 
-def note_wait(key: str | None) -> None:
+def count_wait(key: str | None) -> None:
     """One order attempt answered 503 while PostgreSQL is away; only beside a demo supervisor."""
     here = folder()
     if not (here / "supervisor.pid").exists():

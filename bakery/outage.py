@@ -2,7 +2,7 @@
 
 API paths get ``database-unavailable`` problem+json, pages a short page in words, both with
 Retry-After. The mark that decides it is per process (bakery/database/__init__.py). Beside `make demo`,
-each order attempt answered so is noted in a file, so that its supervisor can say how many orders
+each order attempt answered so is written to a file, so that its supervisor can say how many orders
 waited for PostgreSQL (bakery/kitchen_fire.py).
 """
 
@@ -25,7 +25,7 @@ DETAIL = ("The bakery's database is not answering right now. Nothing was written
 def unavailable(request) -> HttpResponse:
     after = str(database.RETRY_AFTER_SECONDS)
     if request.method == "POST" and request.path == ORDERS_PATH:
-        kitchen_fire.note_wait(request.headers.get(KEY_HEADER))
+        kitchen_fire.count_wait(request.headers.get(KEY_HEADER))
     if request.path.startswith(API_PREFIX):
         return problem("database-unavailable", DETAIL.format(after=after), headers={"Retry-After": after})
     # Rendered without the request: its context would read the session from the database.

@@ -133,7 +133,7 @@ def fire_summary(*, now: datetime | None = None) -> FireSummary | None:
 def longest_wait(orders, fire: Fire) -> float | None:
     """The longest time from an intent's first attempt to its order being taken, in seconds. Its first
     attempt is the earliest of its timeline's events and its first 503 while PostgreSQL was away
-    (those were never written to PostgreSQL: the web noted them beside the demo, bakery/kitchen_fire.py)."""
+    (those were never written to PostgreSQL: the web wrote them down beside the demo, bakery/kitchen_fire.py)."""
     taken = dict(orders.exclude(idempotency_key=None).order_by("-created_at")
                  .values_list("idempotency_key", "created_at")[:SUMMARY_ORDERS])
     if not taken:

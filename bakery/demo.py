@@ -30,7 +30,8 @@ from pathlib import Path
 import httpx
 from django import db
 
-from bakery import connections, engines
+from bakery import connections, engines, kitchen_fire
+from bakery.demo_fire import KitchenFire
 from bakery.env import env_bool
 from bakery.facilitator import Login, facilitator_ensure
 from bakery.supervisor import GaveUp, Part, clock
@@ -340,26 +341,63 @@ def what_failed(error: Exception) -> str:
     return f"{type(error).__name__}{': ' + first if first else ''}"
 
 
-def serve(args) -> int:
-    refusal = debug_refusal(args.host)
-    if refusal:
-        print(refusal, file=sys.stderr)
-        return 2
+def start_refusal(args) -> str | None:
+    """Why the bakery will not start with these arguments, before it starts anything."""
+    if refusal := debug_refusal(args.host):
+        return refusal
     if not engines.port_is_free(args.port, args.host):
-        print(f"Port {args.port} on {args.host} is already in use (another bakery?). "
-              f"Pick another one: make demo PORT={args.port + 1}", file=sys.stderr)
-        return 2
+        return (f"Port {args.port} on {args.host} is already in use (another bakery?). "
+                f"Pick another one: make demo PORT={args.port + 1}")
+    return None
 
-    print("Starting Freed's Bakery: PostgreSQL, Redis, then web, worker and beat…", flush=True)
-    redis_given = bool(os.environ.get("REDIS_URL"))
-    database_given = bool(os.environ.get("DATABASE_URL"))
-    engines.start()  # PostgreSQL, Redis and this install's SECRET_KEY, into the environment
+
+def children_env(args) -> dict:
+    """The environment web, worker and beat start with: this one's, with the hosts the shop answers to."""
     env = dict(os.environ)
     hosts = served_hosts(args.host)
     env.setdefault("ALLOWED_HOSTS", ",".join(hosts + ["testserver"]))
     env.setdefault("CSRF_TRUSTED_ORIGINS", ",".join(f"http://{h}:{args.port}" for h in hosts))
     env.setdefault("DJANGO_SETTINGS_MODULE", "bakery.settings")
     env.setdefault("PYTHONUNBUFFERED", "1")  # log lines reach the files as they happen
+    return env
+
+
+def fresh_metrics_dir(port: int) -> str:
+    """Every web and worker process writes its duration histograms here and /metrics sums them; a
+    new bakery starts with an empty folder, as Prometheus expects of a restarted process."""
+    metrics_dir = engines.data_dir() / f"metrics-{port}"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    return str(metrics_dir)
+
+
+class Signals:
+    """Ctrl-C (or SIGTERM) asks the supervisor to stop; a resized terminal asks for the banner again."""
+
+    def __init__(self):
+        self.stopping, self.resized = False, 0
+        signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGWINCH, self.resize)
+
+    def stop(self, *_) -> None:
+        self.stopping = True
+
+    def resize(self, *_) -> None:
+        self.resized += 1
+
+
+def serve(args) -> int:
+    refusal = start_refusal(args)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
+
+    print("Starting Freed's Bakery: PostgreSQL, Redis, then web, worker and beat…", flush=True)
+    redis_given = bool(os.environ.get("REDIS_URL"))
+    database_given = bool(os.environ.get("DATABASE_URL"))
+    engines.start()  # PostgreSQL, Redis and this install's SECRET_KEY, into the environment
+    env = children_env(args)
 
     def manage(*command):
         subprocess.run([sys.executable, "manage.py", *command], env=env, check=True,
@@ -377,33 +415,15 @@ def serve(args) -> int:
     manage("migrate", "--noinput", "-v", "0")
     manage("load_initial_data")
     setup_django(env)
-    # Every web and worker process writes its duration histograms here and /metrics sums them; a
-    # new bakery starts with an empty folder, as Prometheus expects of a restarted process.
-    metrics_dir = engines.data_dir() / f"metrics-{args.port}"
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    env["PROMETHEUS_MULTIPROC_DIR"] = fresh_metrics_dir(args.port)
 
-    stopping = False
-    resized = 0
-
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
-
-    def resize(*_):
-        nonlocal resized
-        resized += 1
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGWINCH, resize)
+    signals = Signals()
     children, logs, launches = start_children(args, env, connection_plan)
     screen = Screen(pin=not args.verbose, story_file=log_dir() / "story.log")
-    exit_code = 0
+    exit_code, fire = 0, None
     try:
         local_url = f"http://{'127.0.0.1' if serves_room(args.host) else args.host}:{args.port}/"
-        problem = wait_until_ready(children, logs, local_url, lambda: stopping)
+        problem = wait_until_ready(children, logs, local_url, lambda: signals.stopping)
         if problem:
             print(f"The bakery could not start: {problem}", file=sys.stderr, flush=True)
             return 1
@@ -413,8 +433,11 @@ def serve(args) -> int:
         screen.show_banner(banner(args, logs, env, connection_plan, login=facilitator_ensure()))
         parts = supervised(children, logs, launches, local_url, env,
                            own_postgres=not database_given, own_redis=not redis_given)
-        exit_code = follow(children, logs, feed, screen, lambda: stopping, lambda: resized, parts)
+        fire = KitchenFire(parts, children, launches, logs, start_child, screen.say)
+        exit_code = follow(children, logs, feed, screen, lambda: signals.stopping, lambda: signals.resized, parts, fire)
     finally:
+        if fire is not None:
+            fire.close()
         screen.close()
         db.connections.close_all()
         shutdown(children)
@@ -442,6 +465,13 @@ def orders_waited(since: float) -> str:
     return f"; {count} order{'' if count == 1 else 's'} waited" if count else ""
 
 
+def postgres_waited(since: float) -> str:
+    """'; 4 orders waited': the orders answered 503 since ``since`` (time.monotonic()), counted from the
+    web's lines in the data folder, as PostgreSQL cannot tell while it is away (bakery/kitchen_fire.py)."""
+    count = kitchen_fire.waited_since(time.time() - (time.monotonic() - since))
+    return f"; {count} order{'' if count == 1 else 's'} waited" if count else ""
+
+
 def supervised(children, logs, launches, local_url: str, env: dict, *, own_postgres: bool,
                own_redis: bool) -> list[Part]:
     """What the supervisor watches and starts again: the embedded engines (not servers it was given),
@@ -453,7 +483,7 @@ def supervised(children, logs, launches, local_url: str, env: dict, *, own_postg
             db.connections.close_all()
 
         parts.append(Part("PostgreSQL", engines.postgres_running, start_postgres, engines.postgres_running,
-                          log=str(engines.data_dir() / "postgres")))
+                          log=str(engines.data_dir() / "postgres"), waited=postgres_waited))
     if own_redis:
         port = int(env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
         parts.append(Part("Redis", lambda: engines.redis_answers(port), engines.start_embedded_redis,
@@ -467,9 +497,11 @@ def supervised(children, logs, launches, local_url: str, env: dict, *, own_postg
     return parts
 
 
-def follow(children, logs, feed, screen: Screen, stopping, resized, parts: list[Part] = ()) -> int:
+def follow(children, logs, feed, screen: Screen, stopping, resized, parts: list[Part] = (),
+           fire: KitchenFire | None = None) -> int:
     """Tell the story until Ctrl-C. A part that dies is started again, one line each way; one that
-    keeps dying stops the bakery with a sentence saying which."""
+    keeps dying stops the bakery with a sentence saying which. A kitchen fire asked for on the
+    dashboard is started and followed here too (bakery/demo_fire.py)."""
     unreadable_since, said = None, False
     drawn_for = resized()
     while not stopping():
@@ -479,6 +511,8 @@ def follow(children, logs, feed, screen: Screen, stopping, resized, parts: list[
         except GaveUp as gave_up:
             screen.say(f"{clock()}  {gave_up}")
             return 1
+        if fire is not None:
+            fire.turn(time.monotonic())
         if any(part.down_at is not None and part.name == "PostgreSQL" for part in parts):
             time.sleep(POLL_SECONDS)  # the timeline is in PostgreSQL: it is read again once it is back
             continue

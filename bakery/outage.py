@@ -1,7 +1,9 @@
 """The web tier's answer while PostgreSQL is away: 503 at once, never a 500 or a wait on the pool.
 
 API paths get ``database-unavailable`` problem+json, pages a short page in words, both with
-Retry-After. The mark that decides it is per process (bakery/database/__init__.py).
+Retry-After. The mark that decides it is per process (bakery/database/__init__.py). Beside `make demo`,
+each order attempt answered so is written to a file, so that its supervisor can say how many orders
+waited for PostgreSQL (bakery/kitchen_fire.py).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from django.db import connections
 from django.http import HttpResponse
 from django.template.loader import render_to_string
 
-from bakery import database
+from bakery import database, kitchen_fire
+from bakery.client import KEY_HEADER, ORDERS_PATH
 from orders.problems import API_PREFIX, problem, server_error
 
 DETAIL = ("The bakery's database is not answering right now. Nothing was written: retry with the same "
@@ -21,6 +24,8 @@ DETAIL = ("The bakery's database is not answering right now. Nothing was written
 
 def unavailable(request) -> HttpResponse:
     after = str(database.RETRY_AFTER_SECONDS)
+    if request.method == "POST" and request.path == ORDERS_PATH:
+        kitchen_fire.count_wait(request.headers.get(KEY_HEADER))
     if request.path.startswith(API_PREFIX):
         return problem("database-unavailable", DETAIL.format(after=after), headers={"Retry-After": after})
     # Rendered without the request: its context would read the session from the database.

@@ -42,6 +42,12 @@ class Part:
     next_try: float = 0.0
     started_at: float | None = None
     restarts: collections.deque = field(default_factory=collections.deque)
+    on_fire: bool = False  # taken away on purpose (bakery/demo_fire.py): back after its time, not counted
+
+    def burn(self, seconds: float, now: float) -> None:
+        """The part is being taken away on purpose: start it again ``seconds`` from ``now``. The
+        caller says why in its own line; this start is not one of the restarts a minute allows."""
+        self.down_at, self.next_try, self.started_at, self.on_fire = now, now + seconds, None, True
 
     def watch(self, say: Callable[[str], None], now: float) -> None:
         if self.down_at is None:
@@ -59,13 +65,10 @@ class Part:
             self.started_at = None  # died again while starting, or never answered: another try
         if now < self.next_try:
             return
-        while self.restarts and now - self.restarts[0] > 60:
-            self.restarts.popleft()
-        if len(self.restarts) >= MAX_RESTARTS_PER_MINUTE:
-            raise GaveUp(f"{self.name} died {len(self.restarts) + 1} times within a minute, so the bakery stops "
-                         f"instead of starting it again forever{'; see ' + self.log if self.log else ''}.")
-        self.restarts.append(now)
-        self.next_try = now + BACK_OFF_SECONDS[min(len(self.restarts), len(BACK_OFF_SECONDS) - 1)]
+        if self.on_fire:
+            self.on_fire, self.next_try = False, now  # its one planned start; a failed one counts as dying
+        else:
+            self.count_restart(now)
         try:
             self.start()
         except Exception as error:  # the next turn tries again, after the back-off
@@ -73,3 +76,12 @@ class Part:
             say(f"{clock()}  {self.name} did not start ({why}); trying again")
             return
         self.started_at = time.monotonic()
+
+    def count_restart(self, now: float) -> None:
+        while self.restarts and now - self.restarts[0] > 60:
+            self.restarts.popleft()
+        if len(self.restarts) >= MAX_RESTARTS_PER_MINUTE:
+            raise GaveUp(f"{self.name} died {len(self.restarts) + 1} times within a minute, so the bakery stops "
+                         f"instead of starting it again forever{'; see ' + self.log if self.log else ''}.")
+        self.restarts.append(now)
+        self.next_try = now + BACK_OFF_SECONDS[min(len(self.restarts), len(BACK_OFF_SECONDS) - 1)]

@@ -1,19 +1,22 @@
-"""What the facilitator's dashboard reads: who is in the room, their counts, the room's address."""
+"""What the facilitator's dashboard reads: who is in the room, their counts, the room's address, and
+what the room got through the last kitchen fire."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, Min, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Greatest
 from django.http.request import split_domain_port
 from django.utils import timezone
 
+from bakery import kitchen_fire
 from bakery.demo import lan_address
-from orders.models import Customer, Event
+from bakery.kitchen_fire import Fire
+from orders.models import Customer, Event, Order
 from payments.selectors import Counts, counts_by_customer, counts_total, customers_with_duplicates, fulfilment_backlog
 
 # A learner counts as "in the room" while they did something in the last half hour: long enough
@@ -88,6 +91,61 @@ def room_totals(*, now: datetime | None = None, window: timedelta = ACTIVE_WINDO
     return totals
 
 
+# An order placed this long ago and still not notified (nor declined) is stranded: far past the
+# completer's first resumption (FULFILMENT_STALL_SECONDS) and its backoff, as far as a fire goes.
+STRANDED_AFTER = timedelta(minutes=2)
+FINAL = (Order.Status.NOTIFIED, Order.Status.PAYMENT_FAILED)
+SUMMARY_ORDERS = 5000  # the orders of a fire's window whose waits are measured, most recent first
+
+
+@dataclass(kw_only=True)
+class FireSummary:
+    """What the room got since the last kitchen fire began."""
+
+    fire: Fire
+    accepted: int  # orders taken since it began
+    duplicates: int  # orders baked again for a key that already had one
+    on_their_way: int  # not notified yet, placed within STRANDED_AFTER
+    stranded: int  # not notified (nor declined) STRANDED_AFTER after they were placed
+    longest_wait: float | None  # seconds from an intent's first attempt to its order being taken
+
+    @property
+    def burning(self) -> bool:
+        return self.fire.back is None
+
+
+def fire_summary(*, now: datetime | None = None) -> FireSummary | None:
+    """The last kitchen fire and the orders since it began; None before the first fire."""
+    fire = kitchen_fire.last_fire()
+    if fire is None:
+        return None
+    now = now or timezone.now()
+    orders = Order.objects.filter(created_at__gte=datetime.fromtimestamp(fire.started, tz=UTC))
+    keyed = orders.exclude(idempotency_key=None).order_by()
+    twice = keyed.values("customer_id", "idempotency_key").annotate(n=Count("id")).filter(n__gt=1)
+    unfinished = orders.exclude(status__in=FINAL)
+    stranded = unfinished.filter(created_at__lt=now - STRANDED_AFTER).count()
+    return FireSummary(fire=fire, accepted=orders.count(), duplicates=sum(row["n"] - 1 for row in twice),
+                       on_their_way=unfinished.count() - stranded, stranded=stranded,
+                       longest_wait=longest_wait(orders, fire))
+
+
+def longest_wait(orders, fire: Fire) -> float | None:
+    """The longest time from an intent's first attempt to its order being taken, in seconds. Its first
+    attempt is the earliest of its timeline's events and its first 503 while PostgreSQL was away
+    (those were never written to PostgreSQL: the web wrote them down beside the demo, bakery/kitchen_fire.py)."""
+    taken = dict(orders.exclude(idempotency_key=None).order_by("-created_at")
+                 .values_list("idempotency_key", "created_at")[:SUMMARY_ORDERS])
+    if not taken:
+        return None
+    first = {key: datetime.fromtimestamp(at, tz=UTC) for at, key in reversed(kitchen_fire.waits())
+             if at >= fire.started}
+    seen = Event.objects.filter(key__in=[str(key) for key in taken]).values("key").annotate(at=Min("created_at"))
+    for row in seen:
+        first[row["key"]] = min(row["at"], first.get(row["key"], row["at"]))
+    return max((taken_at - first.get(str(key), taken_at)).total_seconds() for key, taken_at in taken.items())
+
+
 def room_url(request) -> tuple[str, str]:
     """The address learners type (or scan), and a warning when the room cannot reach it.
 
@@ -110,4 +168,6 @@ def dashboard_context(page_number=1) -> dict:
     page = learner_page(page_number)
     return {"learners": page.object_list, "page": page, "totals": room_totals(),
             "active_minutes": int(ACTIVE_WINDOW.total_seconds() // 60), "refreshed_at": timezone.now(),
-            "backlog": fulfilment_backlog()}
+            "backlog": fulfilment_backlog(), "fire": fire_summary(),
+            "fire_unavailable": kitchen_fire.unavailable_reason(), "fire_parts": kitchen_fire.PARTS,
+            "fire_seconds": (kitchen_fire.MIN_SECONDS, kitchen_fire.MAX_SECONDS)}

@@ -9,4 +9,5 @@ urlpatterns = [
     path("learners/", workshop.learners, name="workshop-learners"),
     path("learners/<uuid:customer_id>/reset/", workshop.reset_learner, name="workshop-reset-learner"),
     path("reset/", workshop.reset_room, name="workshop-reset-room"),
+    path("fire/", workshop.kitchen_fire, name="workshop-kitchen-fire"),
 ]

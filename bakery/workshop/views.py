@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from bakery import kitchen_fire as fires
 from bakery.http import BakeryRequest, page_or_partial
 from bakery.workshop.qr import qr_svg
 from bakery.workshop.selectors import dashboard_context, room_url
@@ -67,3 +68,22 @@ def _after_reset(request: BakeryRequest, *, page_number=None, room_reset: str = 
     if request.htmx:
         return render(request, LEARNERS, {**dashboard_context(page_number), "room_reset": room_reset})
     return redirect(reverse("workshop-dashboard") + (f"?page={page_number}" if page_number else ""))
+
+
+@require_POST
+@staff_member_required
+def kitchen_fire(request: BakeryRequest) -> HttpResponse:
+    """Hands a fire to `make demo`'s supervisor (bakery/kitchen_fire.py): a part and how many seconds it
+    stays away. A part or a number it cannot take is a 400, a fire while one burns (or no demo
+    supervisor to start it) a 409, each with its sentence."""
+    try:
+        fire = fires.ask(request.POST.get("part", ""), request.POST.get("seconds", ""))
+    except fires.FireRefused as refused:
+        return render(request, "workshop/fire_refused.html", {"detail": str(refused)}, status=refused.status)
+    if fire.part == "worker":
+        said = (f"The kitchen catches fire in {fires.DELAY_SECONDS} s: the worker dies inside the next order's "
+                f"{fires.WORKER_STEP} step and stays away {fire.seconds} s.")
+    else:
+        said = f"The kitchen catches fire in {fires.DELAY_SECONDS} s: {fire.name} goes away for {fire.seconds} s."
+    messages.add_message(request, messages.WARNING, said)
+    return redirect(reverse("workshop-dashboard"))

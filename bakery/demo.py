@@ -34,6 +34,7 @@ from bakery import connections, engines, kitchen_fire
 from bakery.demo_fire import KitchenFire
 from bakery.env import env_bool
 from bakery.facilitator import Login, facilitator_ensure
+from bakery.network import lan_address
 from bakery.supervisor import GaveUp, Part, clock
 from bakery.workshop.qr import qr_terminal
 
@@ -41,17 +42,6 @@ READY_TIMEOUT = 120  # seconds for web, worker and beat to answer after start-up
 POLL_SECONDS = 0.5
 UNREADABLE_SAID_AFTER = 3  # seconds the timeline cannot be read before the terminal says so
 WORKER_NAME = "bakery-demo"
-
-
-def lan_address() -> str | None:
-    """The address other machines in the room reach this one at (no packet is sent)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: connect() on UDP only picks a route
-            address = probe.getsockname()[0]
-        except OSError:
-            return None
-    return None if address.startswith("127.") else address
 
 
 def served_hosts(host: str) -> list[str]:

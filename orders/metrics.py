@@ -26,9 +26,8 @@ from django.db import connection
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 
+from orders.events import Kind
 from orders.models import DecisionTally, Event
-
-Kind = Event.Kind
 
 # What /metrics counts: the layer's own decisions, the unguarded orders of a customer whose switch
 # is off (the bug, on purpose), and the back office's skipped duplicate deliveries.

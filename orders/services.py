@@ -45,8 +45,8 @@ def order_place(*, customer: Customer, items: list[dict], note: str = "", idempo
         OrderItem(order=order, cake=line["cake"], quantity=line["quantity"], unit_price=line["cake"].price)
         for line in items
     )
-    record_event(source="order", kind=Kind.ORDER_STORED, key=idempotency_key or "", customer=customer, order=order,
-                 cakes=sum(line["quantity"] for line in items))
+    record_event(source=Event.Source.ORDER, kind=Kind.ORDER_STORED, key=idempotency_key or "", customer=customer,
+                 order=order, cakes=sum(line["quantity"] for line in items))
     enqueue("payments.capture_payment", order.pk)
     return order, placed
 

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from bakery.http import BakeryRequest, page_or_partial
 from bakery.storefront import compare as scene
 from bakery.storefront.selectors import cakes_on_sale, kitchen_context
-from bakery.timeline.views import timeline_context
+from bakery.timeline.panel import timeline_context
 from orders import services
 from orders.customers import label_for
 from orders.models import Customer

@@ -18,10 +18,10 @@ from django.utils import timezone
 
 from bakery.timeline import words
 from bakery.timeline.query import earlier_order_with_key, events_after, last_event_id, order_of
+from orders.events import Kind
 from orders.keys import ORDER_SCOPE
 from orders.models import Event, Order
 
-Kind = Event.Kind
 STEP_SOURCES = {"payment", "invoice", "email"}
 # Ids are handed out when a row is inserted and become visible when its transaction commits, so an
 # id below one already seen can still appear (a slow bakery commits 4 s late). Missing ids are asked
@@ -53,11 +53,11 @@ class Feed:
 def line_for(event: Event) -> str | None:
     """What the terminal says about one event, or None when it is not worth a line."""
     detail = event.detail or {}
-    if event.source == "api" and detail.get("scope", ORDER_SCOPE) != ORDER_SCOPE:
+    if event.source == Event.Source.API and detail.get("scope", ORDER_SCOPE) != ORDER_SCOPE:
         return None  # another endpoint wearing the idempotency layer, not an order
-    if event.source == "email" and event.kind == Kind.STEP_DONE:
+    if event.source == Event.Source.EMAIL and event.kind == Kind.STEP_DONE:
         return _fulfilled(event)
-    if event.source == "order" and event.kind == Kind.ORDER_STORED:
+    if event.source == Event.Source.ORDER and event.kind == Kind.ORDER_STORED:
         return _baked_again(event)
     source = "step" if event.source in STEP_SOURCES else event.source
     said = words.FEED.get((source, event.kind))
@@ -68,7 +68,7 @@ def line_for(event: Event) -> str | None:
               "fields": ", ".join(detail.get("fields") or []) or "the body", "quiet": detail.get("quiet_seconds", "?")}
     if event.kind == Kind.DEDUPE and detail.get("by") == "provider":
         said = words.FEED_PROVIDER_DEDUPE
-    elif event.kind == Kind.FAILED and event.source == "payment" and order is not None and \
+    elif event.kind == Kind.FAILED and event.source == Event.Source.PAYMENT and order is not None and \
             order.failure_reason.startswith("Payment declined"):
         said = words.FEED_DECLINED
         values["reason"] = order.failure_reason.split(":", 1)[-1].strip()

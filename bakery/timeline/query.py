@@ -10,7 +10,7 @@ from django.db.models import Q
 from orders.models import Event, Order
 
 # Sources of the HTTP side of an intent (the rest are the Celery steps, hung off the order).
-HTTP_SOURCES = {"api", "layer", "tunnel", "order"}
+HTTP_SOURCES = {Event.Source.API, Event.Source.LAYER, Event.Source.TUNNEL, Event.Source.ORDER}
 
 
 def timeline_events(*, customer, limit_intents: int = 6) -> tuple[list[Event], dict[str, int]]:

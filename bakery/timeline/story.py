@@ -23,9 +23,9 @@ from datetime import datetime
 from bakery.timeline import words
 from bakery.timeline.query import HTTP_SOURCES, timeline_events
 from bakery.timeline.words import LAB, LANES, Words, docs_url
+from orders.events import Kind
 from orders.models import Event
 
-Kind = Event.Kind
 BROWSER, API, LAYER, STORE, PAYMENT, INVOICE, EMAIL = range(len(LANES))
 STEP_LANES = {"payment": PAYMENT, "invoice": INVOICE, "email": EMAIL}
 DECISIONS = set(words.DECISION_ROWS)

@@ -7,14 +7,7 @@ from django.http import HttpResponse
 from django.views.decorators.http import require_GET
 
 from bakery.http import BakeryRequest, page_or_partial
-from bakery.timeline.story import build_timeline
-from bakery.timeline.words import LANES
-
-
-def timeline_context(customer, *, phone: str = "") -> dict:
-    """What the panel shows; a phone's panel has its own element id and asks for its phone's events."""
-    return {"intents": build_timeline(customer=customer), "lanes": LANES, "phone": phone,
-            "timeline_id": f"timeline-{phone}" if phone else "timeline"}
+from bakery.timeline.panel import timeline_context
 
 
 @require_GET

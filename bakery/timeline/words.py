@@ -10,9 +10,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 
-from orders.models import Event
-
-Kind = Event.Kind
+from orders.events import Kind
 
 # (name, short name for a phone-wide diagram)
 LANES = [

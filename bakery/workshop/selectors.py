@@ -14,8 +14,8 @@ from django.http.request import split_domain_port
 from django.utils import timezone
 
 from bakery import kitchen_fire
-from bakery.demo import lan_address
 from bakery.kitchen_fire import Fire
+from bakery.network import lan_address
 from orders.models import Customer, Event, Order
 from payments.selectors import Counts, counts_by_customer, counts_total, customers_with_duplicates, fulfilment_backlog
 

@@ -14,7 +14,7 @@ from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
-from bakery.demo import lan_address
+from bakery.network import lan_address
 from bakery.workshop.selectors import learner_rows
 from orders.events import Kind, record_event
 from orders.models import Customer, Event, IdempotencyRecord, Order

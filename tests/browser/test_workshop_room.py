@@ -16,7 +16,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connections
 
-from bakery.demo import lan_address
+from bakery.network import lan_address
 from orders.models import Customer, Order
 from payments.models import Invoice
 from tests.conftest import ARTIFACTS, BakeryServer, CeleryWorker

@@ -10,7 +10,7 @@
 // press of "Place order" drives into it afresh; a retry after the last attempt in the tunnel goes out
 // on the open road with the same key.
 
-import { retryAfterSeconds, retryWaitSeconds } from "./retry.js";
+import { RETRY_AFTER_STATUSES, retryAfterSeconds, retryWaitSeconds } from "./retry.js";
 
 export const MODE_NAMES = { "request-lost": "Request lost", "response-lost": "Response lost", slow: "Slow bakery" };
 
@@ -187,16 +187,33 @@ export class Phone {
     intent.sending = true;
     this.save();
     this.view.attempts(intent.attempts);
-    let where = "";
+    this.view.say(`Attempt ${entry.n}: sending${this.whereWords(inTunnel)}…`, "busy");
+
+    let answer;
+    try {
+      answer = await this.send(intent, tunnel);
+    } catch (error) {
+      entry.outcome = error.name === "AbortError" ? "no answer" : "network error";
+      this.finish();
+      this.failed(`Attempt ${entry.n}: no answer after ${this.cfg.timeoutMs / 1000} s. `
+        + "Did the bakery get the order? The phone cannot tell.");
+      return;
+    }
+    this.answered(intent, entry, answer.response, answer.body);
+  }
+
+  // Where an attempt goes, for the status line: through the tunnel, out of it, or neither.
+  whereWords(inTunnel) {
     if (inTunnel) {
       const which = inTunnel.length === Infinity ? "until you switch it off"
         : `${inTunnel.nth} of ${inTunnel.length} in the tunnel`;
-      where = ` through the tunnel (${MODE_NAMES[tunnel]}, ${which})`;
-    } else if (intent.attempts.some((a) => a.tunnel)) {
-      where = " on the open road, out of the tunnel";
+      return ` through the tunnel (${MODE_NAMES[inTunnel.mode]}, ${which})`;
     }
-    this.view.say(`Attempt ${entry.n}: sending${where}…`, "busy");
+    return this.intent.attempts.some((a) => a.tunnel) ? " on the open road, out of the tunnel" : "";
+  }
 
+  // POSTs the intent; rejects with an AbortError when the client timeout fires first.
+  async send(intent, tunnel) {
     const headers = {
       "Content-Type": "application/json",
       Accept: "application/json",
@@ -207,24 +224,23 @@ export class Phone {
     if (tunnel) headers["X-Bakery-Tunnel"] = tunnel;
     const controller = new AbortController();
     const timeout = setTimeout(() => controller.abort(), this.cfg.timeoutMs);
-    let response, body;
     try {
-      response = await fetch(this.cfg.ordersUrl, {
+      const response = await fetch(this.cfg.ordersUrl, {
         method: "POST", headers, body: JSON.stringify(intent.payload),
         credentials: "same-origin", signal: controller.signal,
       });
       const text = await response.text(); // still inside the timeout: a half-read answer is no answer
+      let body;
       try { body = text ? JSON.parse(text) : {}; } catch { body = {}; }
-    } catch (error) {
-      entry.outcome = error.name === "AbortError" ? "no answer" : "network error";
-      this.finish();
-      this.failed(`Attempt ${entry.n}: no answer after ${this.cfg.timeoutMs / 1000} s. `
-        + "Did the bakery get the order? The phone cannot tell.");
-      return;
+      return { response, body };
     } finally {
       clearTimeout(timeout);
     }
+  }
 
+  // What the phone does with an answer: confirm, come back later with the same key, or stop.
+  // intent: the one this attempt was for, even if a new one was made while it was on its way.
+  answered(intent, entry, response, body) {
     const replayed = response.headers.get("Idempotent-Replayed") === "true";
     if (response.ok) {
       entry.outcome = `${response.status} ${replayed ? "replayed" : "created"}`;
@@ -238,16 +254,8 @@ export class Phone {
     }
     entry.outcome = `${response.status}${body.title ? ` ${body.title}` : ""}`;
     this.finish();
-    if (response.status === 409 || response.status === 429 || response.status === 503) {
-      // All say when to come back: a key still being worked on, too many orders / tunnel holds, or
-      // the bakery's database away (nothing was written, so the same key is taken exactly once later).
-      const retryAfter = response.headers.get("Retry-After");
-      const after = retryAfterSeconds(retryAfter);
-      const why = response.status === 409 ? "the bakery is still working on this key (409)"
-        : response.status === 503 ? "the kitchen's database is not answering (503)"
-          : `${body.detail || "too many requests"} (429)`;
-      const asked = after === null ? "" : ` It asked to come back in ${after} s.`;
-      this.failed(`Attempt ${entry.n}: ${why}.${asked}`, response.status, retryAfter);
+    if (RETRY_AFTER_STATUSES.includes(response.status)) {
+      this.comeBack(entry, response, body);
     } else if (response.status >= 500) {
       this.failed(`Attempt ${entry.n}: the bakery answered ${response.status}.`, response.status);
     } else {
@@ -257,6 +265,18 @@ export class Phone {
       this.view.refused(response.status, body);
     }
     this.view.changed();
+  }
+
+  // A 409, 429 or 503: each says when to come back (a key still being worked on, too many orders or
+  // tunnel holds, the bakery's database away: nothing was written, so the same key is taken once later).
+  comeBack(entry, response, body) {
+    const retryAfter = response.headers.get("Retry-After");
+    const after = retryAfterSeconds(retryAfter);
+    const why = response.status === 409 ? "the bakery is still working on this key (409)"
+      : response.status === 503 ? "the kitchen's database is not answering (503)"
+        : `${body.detail || "too many requests"} (429)`;
+    const asked = after === null ? "" : ` It asked to come back in ${after} s.`;
+    this.failed(`Attempt ${entry.n}: ${why}.${asked}`, response.status, retryAfter);
   }
 }
 

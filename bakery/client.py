@@ -1,7 +1,7 @@
 """The order API from the client's side: the one module that speaks it over HTTP.
 
 ``manage.py tunnel``, the bench's load generator (tests/bench/load.py) and the tests' client
-(tests/conftest.py) all use it, so the customer cookie, the CSRF header, the key header and the retry policy
+(tests/clients.py) all use it, so the customer cookie, the CSRF header, the key header and the retry policy
 are written once:
 
 * a client is a customer with a cookie jar: ``GET /api/me/`` gives the ``csrftoken`` cookie and the

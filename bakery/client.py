@@ -1,22 +1,24 @@
 """The order API from the client's side: the one module that speaks it over HTTP.
 
 ``manage.py tunnel``, the bench's load generator (tests/bench/load.py) and the tests' client
-(tests/conftest.py) all use it, so the customer cookie, the CSRF header, the key header and the retry policy
+(tests/clients.py) all use it, so the customer cookie, the CSRF header, the key header and the retry policy
 are written once:
 
 * a client is a customer with a cookie jar: ``GET /api/me/`` gives the ``csrftoken`` cookie and the
   ``bakery_customer`` cookie that scopes its keys, the first write makes that scope a customer, and
   every write sends the token in ``X-CSRFToken``;
 * one ``Idempotency-Key`` per order intent, the same on every retry;
-* retries follow :class:`RetryPolicy`, declared in settings (``CLIENT_RETRY_*``) and handed to the
-  simulator page too, and honour the ``Retry-After`` of a ``409`` (the key is still being worked on) and
-  of a ``503`` (the bakery's database is away: nothing was written, so the same key is taken once later).
+* retries follow :class:`RetryPolicy`, whose parameters are declared in settings (``CLIENT_RETRY_*``)
+  and handed to the browser's phones too, and honour as a minimum the ``Retry-After`` of a ``409`` (the
+  key is still being worked on), a ``429`` (too many requests) and a ``503`` (the bakery's database is
+  away: nothing was written, so the same key is taken once later).
 """
 
 from __future__ import annotations
 
 import math
 import random
+import re
 import ssl
 from dataclasses import dataclass
 from functools import cache
@@ -49,23 +51,30 @@ def is_replay(headers) -> bool:
     return headers.get(REPLAYED_HEADER) == "true"
 
 
-# Answers that say when to come back, and after which the same key is sent again.
-RETRY_AFTER_STATUSES = frozenset({409, 503})
+# The answers that say when to come back, and after which the same key is sent again: the key is still
+# being worked on (409), too many orders or tunnel holds (429), the database is away and nothing was
+# written (503).
+RETRY_AFTER_STATUSES = frozenset({409, 429, 503})
+# Whole seconds, as the bakery sends them (decimals are understood too); [0-9], not \d, which would
+# take other scripts' digits that the browser's side does not.
+_SECONDS = re.compile(r"[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t]*")
 
 
-def retry_after_seconds(headers) -> float:
-    """Retry-After in seconds; the HTTP-date form (never sent by the bakery) counts as 1 s."""
-    try:
-        return max(0.0, float(headers.get("Retry-After", "1")))
-    except ValueError:
-        return 1.0
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds, or None: a date, a negative number or anything else is not
+    understood, and then the backoff alone decides."""
+    match = _SECONDS.fullmatch(value or "")
+    return float(match.group(1)) if match else None
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with "equal jitter": retry ``n`` waits between half and all of
-    ``min(cap, base * 2^(n-1))``, so it is never zero and a room never retries in step. The
-    simulator page computes the same (static/js/simulator.js, ``backoffMs``)."""
+    """The one retry policy of the bakery's clients; the phones in the browser compute the same
+    (static/js/retry.js, which says why this one) and tests/test_retry_policy.py holds both to one
+    table. Retry ``n`` waits between ``max(Retry-After, ceiling / 2)`` and that plus ``ceiling / 2``,
+    where the ceiling is ``min(cap, base * 2^(n-1))``: exponential backoff with "equal jitter", its
+    floor raised to the server's Retry-After, so the wait is never shorter than the server asked and
+    a room never retries in step."""
 
     base: float
     cap: float
@@ -79,10 +88,15 @@ class RetryPolicy:
                   "max_attempts": settings.CLIENT_RETRY_MAX_ATTEMPTS}
         return cls(**{**policy, **{name: value for name, value in overrides.items() if value is not None}})
 
-    def delay(self, retry: int, *, retry_after: float | None = None) -> float:
+    def wait(self, retry: int, status: int | None = None, retry_after: str | None = None,
+             *, random_value: float | None = None) -> float:
+        """Seconds before retry ``retry`` (1 for the first), after an answer with ``status`` (None: no
+        answer) and the Retry-After header ``retry_after``; ``random_value`` in [0, 1) places the wait
+        in its window (a fresh random number when None)."""
         ceiling = min(self.cap, self.base * 2 ** (retry - 1))
-        wait = ceiling / 2 + random.random() * ceiling / 2
-        return max(wait, retry_after) if retry_after is not None else wait
+        asked = retry_after_seconds(retry_after) if status in RETRY_AFTER_STATUSES else None
+        spread = random.random() if random_value is None else random_value
+        return max(asked or 0.0, ceiling / 2) + spread * ceiling / 2
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -324,7 +324,9 @@ TUNNEL_MAX_HOLDS = int(os.environ.get("TUNNEL_MAX_HOLDS", 3))
 
 # --- How a client retries an order (the simulator page and `manage.py tunnel`) --------------
 # Exponential backoff with "equal jitter": retry n waits between half and all of
-# min(CAP, BASE * 2^(n-1)) seconds, or the 409's Retry-After; at most MAX_ATTEMPTS automatic retries.
+# min(CAP, BASE * 2^(n-1)) seconds, starting no sooner than the Retry-After of a 409, 429 or 503
+# (static/js/retry.js says why); at most MAX_ATTEMPTS automatic retries. The pages hand these to the
+# phones in data-* attributes, so they are set here only.
 CLIENT_RETRY_BASE_SECONDS = float(os.environ.get("CLIENT_RETRY_BASE_SECONDS", 1.0))
 CLIENT_RETRY_CAP_SECONDS = float(os.environ.get("CLIENT_RETRY_CAP_SECONDS", 8.0))
 CLIENT_RETRY_MAX_ATTEMPTS = int(os.environ.get("CLIENT_RETRY_MAX_ATTEMPTS", 8))

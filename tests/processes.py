@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from bakery.engines import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"  # logs, screenshots and tables a run leaves for a person to read
 
 
 def installed_python(accepts: str, names: list[str], pyenv_versions: str) -> str | None:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from bakery.cache import RETRY_AFTER, FailSoftRedisCache
-from tests.payments.conftest import RedisServer
+from tests.servers import RedisServer
 
 
 @pytest.fixture

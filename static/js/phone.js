@@ -10,6 +10,8 @@
 // press of "Place order" drives into it afresh; a retry after the last attempt in the tunnel goes out
 // on the open road with the same key.
 
+import { RETRY_AFTER_STATUSES, retryAfterSeconds, retryWaitSeconds } from "./retry.js";
+
 export const MODE_NAMES = { "request-lost": "Request lost", "response-lost": "Response lost", slow: "Slow bakery" };
 
 // crypto.randomUUID exists only in secure contexts (https, localhost). A workshop room reaches the
@@ -23,12 +25,12 @@ export function uuid4() {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
-// The retry policy the server declares (settings.CLIENT_RETRY_*), read from the element's data-*.
+// The retry policy's parameters the server declares (settings.CLIENT_RETRY_*), read from the element's
+// data-*; retry.js says how they are used.
 export function configFrom(element) {
   return {
     timeoutMs: Number(element.dataset.timeout) * 1000,
-    baseMs: Number(element.dataset.retryBase) * 1000,
-    capMs: Number(element.dataset.retryCap) * 1000,
+    retry: { base: Number(element.dataset.retryBase), cap: Number(element.dataset.retryCap) },
     maxAuto: Number(element.dataset.retryMax),
     ordersUrl: element.dataset.ordersUrl,
   };
@@ -37,7 +39,7 @@ export function configFrom(element) {
 const noop = () => {};
 
 export class Phone {
-  // config: {timeoutMs, baseMs, capMs, maxAuto, ordersUrl}
+  // config: {timeoutMs, retry: {base, cap}, maxAuto, ordersUrl}
   // options.csrfToken(): the token; options.headers: sent on every request (X-Bakery-Phone);
   // options.store: a sessionStorage key that keeps the intent across reloads (or null);
   // options.tunnel(): {on, mode, length} read at each attempt; options.autoRetry(): boolean;
@@ -117,11 +119,6 @@ export class Phone {
   get waiting() { return this.timer !== null; }
 
   // --- scheduling the next automatic attempt ------------------------------------------------
-  backoffMs(k) {
-    const ceiling = Math.min(this.cfg.capMs, this.cfg.baseMs * 2 ** k);
-    return ceiling / 2 + Math.random() * (ceiling / 2); // "equal jitter": never zero, never in lockstep
-  }
-
   clearSchedule() {
     clearTimeout(this.timer); clearInterval(this.ticker);
     this.timer = this.ticker = null;
@@ -148,13 +145,14 @@ export class Phone {
     return this.intent.drive < length ? { mode: t.mode, length, nth: this.intent.drive + 1 } : null;
   }
 
-  failed(text, waitMs) {
+  // status and retryAfter: the answer's status and Retry-After header (null when there was no answer).
+  failed(text, status = null, retryAfter = null) {
     this.view.retryVisible(true);
     const next = this.nextInTunnel();
     const road = next ? "" : " Out of the tunnel now: the retry goes on the open road.";
     if (this.autoRetry() && this.autoCount < this.cfg.maxAuto) {
-      const ms = waitMs ?? this.backoffMs(this.autoCount);
       this.autoCount += 1;
+      const ms = retryWaitSeconds(this.cfg.retry, this.autoCount, status, retryAfter) * 1000;
       this.view.say(`${text} Retrying automatically (${this.autoCount} of ${this.cfg.maxAuto}).${road}`, "error");
       this.schedule(ms);
     } else if (this.autoRetry()) {
@@ -189,16 +187,33 @@ export class Phone {
     intent.sending = true;
     this.save();
     this.view.attempts(intent.attempts);
-    let where = "";
+    this.view.say(`Attempt ${entry.n}: sending${this.whereWords(inTunnel)}…`, "busy");
+
+    let answer;
+    try {
+      answer = await this.send(intent, tunnel);
+    } catch (error) {
+      entry.outcome = error.name === "AbortError" ? "no answer" : "network error";
+      this.finish();
+      this.failed(`Attempt ${entry.n}: no answer after ${this.cfg.timeoutMs / 1000} s. `
+        + "Did the bakery get the order? The phone cannot tell.");
+      return;
+    }
+    this.answered(intent, entry, answer.response, answer.body);
+  }
+
+  // Where an attempt goes, for the status line: through the tunnel, out of it, or neither.
+  whereWords(inTunnel) {
     if (inTunnel) {
       const which = inTunnel.length === Infinity ? "until you switch it off"
         : `${inTunnel.nth} of ${inTunnel.length} in the tunnel`;
-      where = ` through the tunnel (${MODE_NAMES[tunnel]}, ${which})`;
-    } else if (intent.attempts.some((a) => a.tunnel)) {
-      where = " on the open road, out of the tunnel";
+      return ` through the tunnel (${MODE_NAMES[inTunnel.mode]}, ${which})`;
     }
-    this.view.say(`Attempt ${entry.n}: sending${where}…`, "busy");
+    return this.intent.attempts.some((a) => a.tunnel) ? " on the open road, out of the tunnel" : "";
+  }
 
+  // POSTs the intent; rejects with an AbortError when the client timeout fires first.
+  async send(intent, tunnel) {
     const headers = {
       "Content-Type": "application/json",
       Accept: "application/json",
@@ -209,24 +224,23 @@ export class Phone {
     if (tunnel) headers["X-Bakery-Tunnel"] = tunnel;
     const controller = new AbortController();
     const timeout = setTimeout(() => controller.abort(), this.cfg.timeoutMs);
-    let response, body;
     try {
-      response = await fetch(this.cfg.ordersUrl, {
+      const response = await fetch(this.cfg.ordersUrl, {
         method: "POST", headers, body: JSON.stringify(intent.payload),
         credentials: "same-origin", signal: controller.signal,
       });
       const text = await response.text(); // still inside the timeout: a half-read answer is no answer
+      let body;
       try { body = text ? JSON.parse(text) : {}; } catch { body = {}; }
-    } catch (error) {
-      entry.outcome = error.name === "AbortError" ? "no answer" : "network error";
-      this.finish();
-      this.failed(`Attempt ${entry.n}: no answer after ${this.cfg.timeoutMs / 1000} s. `
-        + "Did the bakery get the order? The phone cannot tell.");
-      return;
+      return { response, body };
     } finally {
       clearTimeout(timeout);
     }
+  }
 
+  // What the phone does with an answer: confirm, come back later with the same key, or stop.
+  // intent: the one this attempt was for, even if a new one was made while it was on its way.
+  answered(intent, entry, response, body) {
     const replayed = response.headers.get("Idempotent-Replayed") === "true";
     if (response.ok) {
       entry.outcome = `${response.status} ${replayed ? "replayed" : "created"}`;
@@ -240,16 +254,10 @@ export class Phone {
     }
     entry.outcome = `${response.status}${body.title ? ` ${body.title}` : ""}`;
     this.finish();
-    if (response.status === 409 || response.status === 429 || response.status === 503) {
-      // All say when to come back: a key still being worked on, too many orders / tunnel holds, or
-      // the bakery's database away (nothing was written, so the same key is taken exactly once later).
-      const after = Number(response.headers.get("Retry-After")) || 1;
-      const why = response.status === 409 ? "the bakery is still working on this key (409)"
-        : response.status === 503 ? "the kitchen's database is not answering (503)"
-          : `${body.detail || "too many requests"} (429)`;
-      this.failed(`Attempt ${entry.n}: ${why}. It asked to come back in ${after} s.`, after * 1000);
+    if (RETRY_AFTER_STATUSES.includes(response.status)) {
+      this.comeBack(entry, response, body);
     } else if (response.status >= 500) {
-      this.failed(`Attempt ${entry.n}: the bakery answered ${response.status}.`);
+      this.failed(`Attempt ${entry.n}: the bakery answered ${response.status}.`, response.status);
     } else {
       intent.sending = false;
       this.save();
@@ -257,6 +265,18 @@ export class Phone {
       this.view.refused(response.status, body);
     }
     this.view.changed();
+  }
+
+  // A 409, 429 or 503: each says when to come back (a key still being worked on, too many orders or
+  // tunnel holds, the bakery's database away: nothing was written, so the same key is taken once later).
+  comeBack(entry, response, body) {
+    const retryAfter = response.headers.get("Retry-After");
+    const after = retryAfterSeconds(retryAfter);
+    const why = response.status === 409 ? "the bakery is still working on this key (409)"
+      : response.status === 503 ? "the kitchen's database is not answering (503)"
+        : `${body.detail || "too many requests"} (429)`;
+    const asked = after === null ? "" : ` It asked to come back in ${after} s.`;
+    this.failed(`Attempt ${entry.n}: ${why}.${asked}`, response.status, retryAfter);
   }
 }
 

@@ -8,6 +8,23 @@ const root = document.getElementById("simulator");
 if (root) start(root);
 
 function start(root) {
+  const page = pageOf(root);
+  const phone = phoneFor(page);
+  wireOrder(page, phone);
+  wireSwitches(page, phone);
+  wireReset(page, phone);
+  // Pick up the intent this tab was working on, if any.
+  const resumed = phone.resume();
+  if (resumed) {
+    page.ui.quantity.value = resumed.payload.items[0].quantity;
+    page.ui.note.value = resumed.payload.note;
+  } else {
+    phone.newIntent(page.currentPayload());
+  }
+}
+
+// The page's controls and what the other parts read from them.
+function pageOf(root) {
   const $ = (id) => document.getElementById(id);
   const cake = root.dataset.cake;
   const ui = {
@@ -16,23 +33,25 @@ function start(root) {
     auto: $("auto-retry"), idempotency: $("idempotency"), status: $("status"), countdown: $("countdown"),
     retry: $("retry"), stop: $("stop-retrying"), attempts: $("attempts"), box: $("status-box"),
   };
-  const csrfToken = () => ui.form.querySelector("[name=csrfmiddlewaretoken]").value;
-  const checked = (name, fallback) => (document.querySelector(`input[name=${name}]:checked`) || {}).value || fallback;
-  const currentPayload = () => ({
-    items: [{ cake, quantity: Number(ui.quantity.value) }],
-    note: ui.note.value,
-  });
-  const samePayload = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+  return {
+    root,
+    cake,
+    ui,
+    csrfToken: () => ui.form.querySelector("[name=csrfmiddlewaretoken]").value,
+    checked: (name, fallback) => (document.querySelector(`input[name=${name}]:checked`) || {}).value || fallback,
+    currentPayload: () => ({ items: [{ cake, quantity: Number(ui.quantity.value) }], note: ui.note.value }),
+    say: (text, tone = "") => {
+      ui.status.textContent = text;
+      ui.box.dataset.tone = tone;
+    },
+  };
+}
 
-  function say(text, tone = "") {
-    ui.status.textContent = text;
-    ui.box.dataset.tone = tone;
-  }
+function refreshPanels() {
+  if (window.htmx) window.htmx.trigger(document.body, "bakery:changed");
+}
 
-  function refreshPanels() {
-    if (window.htmx) window.htmx.trigger(document.body, "bakery:changed");
-  }
-
+function phoneFor({ root, cake, ui, csrfToken, checked, currentPayload, say }) {
   const phone = new Phone(configFrom(root), {
     csrfToken,
     store: `bakery:intent:${cake}`,
@@ -65,15 +84,12 @@ function start(root) {
       changed: refreshPanels,
     },
   });
+  return phone;
+}
 
-  // --- wiring ---------------------------------------------------------------------------------
-  ui.form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    if (!ui.form.reportValidity()) return;
-    if (!samePayload(phone.intent.payload, currentPayload())) onOrderChanged();
-    phone.place();
-  });
-
+// Placing the order, and changing it: a changed order is a new intent with a new key.
+function wireOrder({ ui, currentPayload, say }, phone) {
+  const samePayload = (a, b) => JSON.stringify(a) === JSON.stringify(b);
   function onOrderChanged() {
     const intent = phone.intent;
     if (samePayload(intent.payload, currentPayload())) return;
@@ -87,11 +103,20 @@ function start(root) {
     ui.retry.hidden = true;
     say("You changed the order: that is a new intent, so it gets a new key.");
   }
+  ui.form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (!ui.form.reportValidity()) return;
+    if (!samePayload(phone.intent.payload, currentPayload())) onOrderChanged();
+    phone.place();
+  });
   ui.quantity.addEventListener("change", onOrderChanged);
   ui.note.addEventListener("change", onOrderChanged);
-
   ui.retry.addEventListener("click", () => phone.retry());
   ui.stop.addEventListener("click", () => phone.stop());
+}
+
+// Automatic retries, the tunnel and the idempotency switch.
+function wireSwitches({ root, ui, csrfToken, say }, phone) {
   ui.auto.addEventListener("change", () => { if (!ui.auto.checked && phone.waiting) phone.stop(); });
   // Switching the tunnel on, or choosing another length, starts a new stretch of tunnel.
   ui.lose.addEventListener("change", () => { if (ui.lose.checked) phone.enterTunnel(); });
@@ -118,7 +143,9 @@ function start(root) {
       say(`Could not change the idempotency switch (${error.message}).`, "error");
     }
   });
+}
 
+function wireReset({ ui, currentPayload, say }, phone) {
   document.body.addEventListener("bakery:reset", () => {
     phone.clearSchedule();
     phone.newIntent(currentPayload());
@@ -129,13 +156,4 @@ function start(root) {
     // Without htmx the form posts and the page reloads: forget the intent first.
     if (!window.htmx) phone.forget();
   });
-
-  // --- start: pick up the intent this tab was working on, if any ------------------------------
-  const resumed = phone.resume();
-  if (resumed) {
-    ui.quantity.value = resumed.payload.items[0].quantity;
-    ui.note.value = resumed.payload.note;
-  } else {
-    phone.newIntent(currentPayload());
-  }
 }

@@ -10,7 +10,7 @@ from django.core.management import call_command
 
 from orders.models import Customer, Order
 from payments import services
-from tests.conftest import BakeryClient
+from tests.clients import BakeryClient
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "provider"])
 COMPARE = "/cakes/strawberry-shortcake/compare/"

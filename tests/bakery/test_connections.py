@@ -10,8 +10,8 @@ import pytest
 
 from bakery import connections
 from bakery.engines import free_port, port_is_free
-from tests.conftest import worker_environment
 from tests.processes import ROOT
+from tests.servers import worker_environment
 
 SERVER = {"max_connections": 100, "reserved": 3, "in_use": 1}
 DEMO = {"web_threads": 24, "back_office_processes": 4, "provider_pool": 2}

@@ -17,9 +17,8 @@ from django.test import Client
 
 from orders.customers import label_for
 from orders.models import Customer, Order
-from tests.conftest import BakeryServer
 from tests.flood import Flood
-from tests.payments.conftest import RedisServer
+from tests.servers import BakeryServer, RedisServer
 
 ONE = {"items": [{"cake": "strawberry-shortcake", "quantity": 1}]}
 

@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from orders.models import Order
-from tests.chaos.conftest import Intent, Shopper, embedded_engines_only, kill_postgres, revive_postgres
-from tests.conftest import BakeryServer
+from tests.chaos.drills import Intent, Shopper, embedded_engines_only, kill_postgres, revive_postgres
+from tests.servers import BakeryServer
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "provider"])
 

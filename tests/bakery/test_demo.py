@@ -24,7 +24,7 @@ from bakery.connections import Plan
 from bakery.demo import Screen, banner
 from bakery.engines import free_port
 from bakery.facilitator import Login
-from tests.conftest import ARTIFACTS, ROOT
+from tests.processes import ARTIFACTS, ROOT
 
 pytestmark = [pytest.mark.worker]
 

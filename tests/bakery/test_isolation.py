@@ -11,7 +11,7 @@ from django.test import Client
 
 from orders.models import Customer, Event, Order
 from payments import services
-from tests.conftest import BakeryClient
+from tests.clients import BakeryClient
 
 ATTACK = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 

@@ -22,8 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from orders.idempotency import KeyInFlight, KeyRef, StoredResponse, run_once
 from orders.keys import purge_expired_keys
 from orders.models import IdempotencyRecord
-from tests.conftest import BakeryClient, BakeryServer, CeleryWorker
+from tests.clients import BakeryClient
 from tests.factories import CakeFactory
+from tests.servers import BakeryServer, CeleryWorker
 
 ORDERS = "orders.create"
 

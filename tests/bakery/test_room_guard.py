@@ -18,8 +18,9 @@ from bakery.models import TunnelHold
 from bakery.workshop.selectors import learner_rows
 from orders.customers import COOKIE
 from orders.models import Customer, Event, Order
-from tests.conftest import BakeryServer, fire_at_once
+from tests.clients import fire_at_once
 from tests.flood import Flood
+from tests.servers import BakeryServer
 
 ONE = {"items": [{"cake": "strawberry-shortcake", "quantity": 1}]}
 

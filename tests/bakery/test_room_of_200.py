@@ -20,7 +20,8 @@ from bakery.demo import WORKER_CONCURRENCY
 from bakery.models import TunnelHold
 from tests.bakery.test_room_guard import customer_session
 from tests.bakery.test_tunnel_cli import fulfilled_per_customer
-from tests.conftest import ARTIFACTS, ROOT, BakeryServer, CeleryWorker, worker_environment
+from tests.processes import ARTIFACTS, ROOT
+from tests.servers import BakeryServer, CeleryWorker, worker_environment
 
 pytestmark = [pytest.mark.worker]
 

@@ -21,7 +21,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from bakery.engines import free_port
-from tests.conftest import worker_environment
+from tests.servers import worker_environment
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 # What every entry point does (manage.py, bakery.wsgi, the Celery app): engines.start(), then Django.

@@ -85,7 +85,7 @@ def test_kitchen_is_a_partial_for_htmx_and_a_page_without_it(client, catalogue):
 def test_reset_is_csrf_protected_and_clears_my_bakery_only(customer_client, cake, other_cake):
     mine = customer_client.order(uuid.uuid4())
     assert mine.status_code == 201
-    from tests.conftest import BakeryClient
+    from tests.clients import BakeryClient
 
     neighbour = BakeryClient()
     neighbour.start()

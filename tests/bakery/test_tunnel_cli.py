@@ -19,7 +19,8 @@ from django.core.management.base import CommandError
 
 from orders.models import Customer, Order
 from payments.models import Charge, Invoice
-from tests.conftest import ARTIFACTS, ROOT, CeleryWorker, worker_environment
+from tests.processes import ARTIFACTS, ROOT
+from tests.servers import CeleryWorker, worker_environment
 
 pytestmark = [pytest.mark.worker]
 

@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from orders.models import Cake, Customer, Event, Order
-from tests.conftest import BakeryClient
+from tests.clients import BakeryClient
 
 pytestmark = pytest.mark.django_db
 

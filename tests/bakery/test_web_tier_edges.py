@@ -16,7 +16,7 @@ import pytest
 
 from orders.models import Order
 from tests.bakery.test_room_guard import customer_session
-from tests.conftest import BakeryServer
+from tests.servers import BakeryServer
 
 GIANT = b'{"items": [{"cake": "strawberry-shortcake", "quantity": 1}], "note": "' + b"x" * 70_000 + b'"}'
 

@@ -18,7 +18,7 @@ from bakery.network import lan_address
 from bakery.workshop.selectors import learner_rows
 from orders.events import Kind, record_event
 from orders.models import Customer, Event, IdempotencyRecord, Order
-from tests.conftest import BakeryClient
+from tests.clients import BakeryClient
 
 DASHBOARD = "/workshop/"
 PARTIAL = "/workshop/learners/"

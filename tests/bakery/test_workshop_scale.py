@@ -18,7 +18,8 @@ from django.test.utils import CaptureQueriesContext
 from bakery.workshop import services
 from bakery.workshop.selectors import PAGE_SIZE
 from orders.models import Customer, Event, IdempotencyRecord, Order
-from tests.conftest import ARTIFACTS, BakeryClient
+from tests.clients import BakeryClient
+from tests.processes import ARTIFACTS
 from tests.room import seed_learners
 
 LEARNERS = 20_000

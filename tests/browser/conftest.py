@@ -9,19 +9,7 @@ import re
 import pytest
 from django.core.management import call_command
 
-from tests.conftest import ARTIFACTS
-
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOTS = ARTIFACTS / "screenshots"
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import pytest
 from playwright.sync_api import expect
 
 from orders.models import Customer
-from tests.browser.conftest import SCREENSHOTS
-from tests.conftest import BakeryServer
+from tests.browser.chromium import SCREENSHOTS
 from tests.orders.test_first_request import one_of_each
+from tests.servers import BakeryServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -17,7 +17,7 @@ import pytest
 from bakery.engines import free_port
 from tests.bakery.test_demo import START_SECONDS, STORY, Demo
 from tests.bakery.test_kitchen_fire import demo_database
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
 
 pytestmark = [pytest.mark.worker]
 

@@ -19,7 +19,8 @@ from django.db import connections
 from bakery.network import lan_address
 from orders.models import Customer, Order
 from payments.models import Invoice
-from tests.conftest import ARTIFACTS, BakeryServer, CeleryWorker
+from tests.processes import ARTIFACTS
+from tests.servers import BakeryServer, CeleryWorker
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 

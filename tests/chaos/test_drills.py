@@ -1,7 +1,7 @@
 """Fault drills against the real processes and the engines every part uses (`make chaos`).
 
 Each drill breaks one thing while shoppers are ordering, repairs it, and ends with the same
-assertion (conftest.settle): every accepted order is notified (or payment_failed with a reason)
+assertion (drills.settle): every accepted order is notified (or payment_failed with a reason)
 with exactly one charge, one invoice and one email, within RECOVERY_LIMIT_SECONDS of the repair,
 and nothing was lost, duplicated or stranded. Each adds its line to the table printed at the end.
 """
@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from orders.models import Event, IdempotencyRecord, Order, OutboxMessage
 from payments.models import Charge
-from tests.chaos.conftest import (
+from tests.chaos.drills import (
     Intent,
     Shopper,
     Traffic,

@@ -1,7 +1,7 @@
 """Fault drills against `make demo`'s own supervisor: a part of a running demo is SIGKILLed while
 shoppers order, and nothing but the supervisor brings it back (the test restarts nothing).
 
-For each, the table (conftest.RESULTS, artifacts/chaos.md) shows what the shoppers were answered
+For each, the table (drills.RESULTS, artifacts/chaos.md) shows what the shoppers were answered
 while it was away (codes and the slowest answer), how long until the terminal said it was back,
 and the orders accepted, lost, duplicated and stranded (not notified or payment_failed within
 RECOVERY_LIMIT_SECONDS of its return).
@@ -25,7 +25,7 @@ import pytest
 
 from bakery.engines import DATABASE_NAME, free_port
 from tests.bakery.test_demo import START_SECONDS, STORY, Customer, Demo, demo_part_pid
-from tests.chaos.conftest import RECOVERY_LIMIT_SECONDS, RESULTS, DrillResult
+from tests.chaos.drills import RECOVERY_LIMIT_SECONDS, RESULTS, DrillResult
 
 pytestmark = [pytest.mark.worker, pytest.mark.chaos]
 

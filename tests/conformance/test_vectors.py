@@ -13,7 +13,7 @@ from django.conf import settings
 
 from tests.conformance.__main__ import SHORT_TTL
 from tests.conformance.runner import load_vectors, run_suite, summary, table
-from tests.conftest import BakeryServer, CeleryWorker
+from tests.servers import BakeryServer, CeleryWorker
 
 PROFILE_WE_MEET = {
     "profile/4xx-replayed",

@@ -12,7 +12,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from orders.models import Customer, Order
-from tests.conftest import BakeryClient, BakeryServer, fire_at_once
+from tests.clients import BakeryClient, fire_at_once
+from tests.servers import BakeryServer
 
 ONE = {"items": [{"cake": "strawberry-shortcake", "quantity": 1}]}
 

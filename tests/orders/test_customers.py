@@ -9,7 +9,7 @@ from django.db import connection
 from orders.customers import COOKIE
 from orders.idempotency import KeyRef, StoredResponse, run_once
 from orders.models import Customer, Event, Order
-from tests.conftest import BakeryClient
+from tests.clients import BakeryClient
 
 pytestmark = pytest.mark.django_db
 

@@ -19,8 +19,8 @@ import pytest
 
 from orders.models import Customer, Order
 from payments.models import Charge, EmailReceipt, Invoice
-from tests.conftest import BakeryServer
-from tests.payments.conftest import wait_for
+from tests.servers import BakeryServer
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 

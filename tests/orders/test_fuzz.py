@@ -23,7 +23,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from orders.models import IdempotencyRecord, Order, OrderItem, OutboxMessage
-from tests.conftest import BakeryClient
+from tests.clients import BakeryClient
 
 pytestmark = pytest.mark.django_db
 

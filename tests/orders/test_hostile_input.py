@@ -138,7 +138,7 @@ def test_an_api_url_that_matches_nothing_is_a_404_problem(customer_client, url):
 
 
 def test_another_customers_order_is_a_404_problem(customer_client, cake):
-    from tests.conftest import BakeryClient
+    from tests.clients import BakeryClient
 
     theirs = customer_client.order(uuid.uuid4()).json()
     stranger = BakeryClient()
@@ -188,7 +188,7 @@ def test_a_cake_that_is_not_a_slug_is_no_such_cake(customer_client, cake, cake_v
 @pytest.mark.django_db(transaction=True, databases=["default", "provider"])
 def test_invoices_of_another_customer_are_not_shown(customer_client, cake):
     from payments import services
-    from tests.conftest import BakeryClient
+    from tests.clients import BakeryClient
 
     order = customer_client.order(uuid.uuid4()).json()
     services.payment_capture(order_id=order["id"])

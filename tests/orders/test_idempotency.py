@@ -9,8 +9,8 @@ from django.db import connection, connections
 
 from orders.customers import COOKIE
 from orders.models import Customer, Event, IdempotencyRecord, Order
-from tests.conftest import BakeryClient
-from tests.payments.conftest import wait_for
+from tests.clients import BakeryClient
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db
 

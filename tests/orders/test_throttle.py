@@ -10,8 +10,8 @@ import pytest
 from django.test import Client
 
 from orders.models import Customer, IdempotencyRecord, Order
-from tests.conftest import BakeryClient, BakeryServer
-from tests.payments.conftest import RedisServer
+from tests.clients import BakeryClient
+from tests.servers import BakeryServer, RedisServer
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 from orders.models import Event, Order, OutboxMessage
 from payments import completer, services
 from payments.models import Charge, EmailReceipt, Invoice
-from tests.conftest import BakeryClient
+from tests.clients import BakeryClient
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "provider"])
 

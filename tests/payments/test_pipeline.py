@@ -17,8 +17,8 @@ from bakery.celery import app
 from orders.models import Event, Order, OutboxMessage
 from payments import provider
 from payments.models import Charge, EmailReceipt, Invoice, InvoiceCounter, ProviderCharge
-from tests.conftest import BakeryClient
-from tests.payments.conftest import wait_for
+from tests.clients import BakeryClient
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True, databases=["default", "provider"])]
 

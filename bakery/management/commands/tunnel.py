@@ -9,7 +9,8 @@ customer) does what a phone in a tunnel does:
    ``--tunnel-length`` says how many, as the simulator page's choice does: ``1`` (the default), ``3``,
    or ``forever`` (every attempt: the learner never drives out);
 3. up to ``--retries`` retries with the same Idempotency-Key, with the simulator page's retry policy
-   (``CLIENT_RETRY_*``: exponential backoff with jitter), honouring ``409 Retry-After``;
+   (``CLIENT_RETRY_*``: exponential backoff with jitter), honouring the ``Retry-After`` of a ``409``,
+   ``429`` or ``503`` as the shortest wait (bakery/client.py, ``RetryPolicy``);
 4. it waits for the back office (payment, invoice, email) and counts cakes, charges and invoices.
 
 ``--expect one|many`` turns it into a smoke test: the command exits 1 when any learner's counts
@@ -40,7 +41,6 @@ from bakery.client import (
     is_replay,
     order_body,
     percentile,
-    retry_after_seconds,
 )
 from bakery.storefront.tunnel import HEADER, MODES, SLOW
 
@@ -177,8 +177,7 @@ async def place_order(client: OrderClient, learner: Learner, scenario: Scenario,
         else:
             attempt.status = response.status_code
             attempt.outcome = describe(response)
-            if response.status_code in RETRY_AFTER_STATUSES:
-                retry_after = retry_after_seconds(response.headers)
+            retry_after = response.headers.get("Retry-After")
         attempt.seconds = time.monotonic() - began
         learner.attempts.append(attempt)
         where = f"through the tunnel ({scenario.mode})" if number == 1 else (
@@ -187,10 +186,10 @@ async def place_order(client: OrderClient, learner: Learner, scenario: Scenario,
         if attempt.status is not None and 200 <= attempt.status < 300:
             learner.answered_after = time.monotonic() - start
             return
-        if attempt.status is not None and attempt.status < 500 and attempt.status != 409:
+        if attempt.status is not None and attempt.status < 500 and attempt.status not in RETRY_AFTER_STATUSES:
             return  # 400/403/422: the same request would be refused again
         if number <= scenario.retries:
-            await asyncio.sleep(scenario.backoff.delay(number, retry_after=retry_after))
+            await asyncio.sleep(scenario.backoff.wait(number, attempt.status, retry_after))
 
 
 def describe(response: httpx.Response) -> str:

@@ -190,6 +190,17 @@ class Event(models.Model):
         FAILED = "failed", "Step failed"
         RESUMED = "resumed", "Resumed by the completer"
 
+    class Source(models.TextChoices):
+        """Who wrote an event (the ``source`` column keeps its plain text, so no migration)."""
+
+        API = "api", "Order API"
+        LAYER = "layer", "Idempotency layer"
+        TUNNEL = "tunnel", "Tunnel"
+        ORDER = "order", "Order service"
+        PAYMENT = "payment", "Payment"
+        INVOICE = "invoice", "Invoice"
+        EMAIL = "email", "Email"
+
     customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
     key = models.CharField(max_length=255, blank=True)
     order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="events",

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, TypedDict
+from typing import cast
 
 from django.conf import settings
 from django.db import transaction
@@ -38,9 +38,6 @@ from orders import outbox
 from orders.models import Event, Order, OutboxMessage
 from payments.steps import CAPTURE, EMAIL, INVOICE, Step, checkpoint_move, step_event
 
-if TYPE_CHECKING:
-    from django_stubs_ext import WithAnnotations
-
 NEXT_STEP: dict[str, Step] = {Order.Status.PLACED: CAPTURE, Order.Status.PAID: INVOICE, Order.Status.INVOICED: EMAIL}
 
 
@@ -50,11 +47,7 @@ class CompleterRun:
     stopped: list[int]
 
 
-class SignOfLife(TypedDict):
-    last_sign_of_life: datetime | None
-
-
-def stranded_orders(*, now: datetime | None = None) -> QuerySet[WithAnnotations[Order, SignOfLife]]:
+def stranded_orders(*, now: datetime | None = None) -> QuerySet[Order]:
     """Orders on their way with no sign of life for FULFILMENT_STALL_SECONDS, oldest first."""
     now = now or timezone.now()
     quiet_since = now - timedelta(seconds=settings.FULFILMENT_STALL_SECONDS)
@@ -82,7 +75,8 @@ def stranded_complete(*, now: datetime | None = None, limit: int = 100) -> Compl
             return CompleterRun(resumed=resumed, stopped=stopped)
         waiting_for_relay = _orders_with_pending_messages([order.pk for order in candidates])
         for order in candidates:
-            quiet = (now - (order.last_sign_of_life or order.updated_at)).total_seconds()
+            last_sign_of_life = cast(datetime | None, getattr(order, "last_sign_of_life", None))  # from stranded_orders
+            quiet = (now - (last_sign_of_life or order.updated_at)).total_seconds()
             step = NEXT_STEP[order.status]
             if order.pk in waiting_for_relay or (step.task, order.pk) in queued or quiet < stall * 2**order.resumptions:
                 continue

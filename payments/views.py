@@ -2,7 +2,7 @@
 
 import re
 
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -15,7 +15,7 @@ INVOICE_NUMBER = re.compile(r"INV-([0-9]{1,9})")
 
 
 @require_GET
-def invoice_detail(request, number: str) -> HttpResponse:
+def invoice_detail(request: HttpRequest, number: str) -> HttpResponse:
     matched = INVOICE_NUMBER.fullmatch(number)
     if matched is None:
         raise Http404("No such invoice")

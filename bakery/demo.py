@@ -423,7 +423,7 @@ def serve(args) -> int:
         screen.show_banner(banner(args, logs, env, connection_plan, login=facilitator_ensure()))
         parts = supervised(children, logs, launches, local_url, env,
                            own_postgres=not database_given, own_redis=not redis_given)
-        fire = KitchenFire(parts, children, launches, logs, start_child, screen.say)
+        fire = KitchenFire(parts, children, screen.say)
         exit_code = follow(children, logs, feed, screen, lambda: signals.stopping, lambda: signals.resized, parts, fire)
     finally:
         if fire is not None:

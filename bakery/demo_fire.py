@@ -7,10 +7,10 @@ Each turn of the supervisor's loop (bakery/demo.py) looks for a command from the
   (bakery/supervisor.py) to start it again after the fire's seconds instead of at once. The terminal
   says "PostgreSQL went away (kitchen fire, 10 s)", then the watcher's own "PostgreSQL is back (10 s);
   4 orders waited".
-- The worker: starts it again with the payments' pause hook armed for the capture step
-  (payments/services.py, ``BAKERY_TEST_PAUSE_IN``), waits for the next order to reach that step (the
-  provider has charged, the bakery has not committed), SIGKILLs the worker there, parent and children,
-  and has it started again, as it was, after the fire's seconds. The completer finishes that order.
+- The worker: arms a stall in the capture step (payments/stalls.py: the next capture stops once the
+  provider has charged, before the bakery commits), waits for an order to be stopped there, SIGKILLs the
+  worker, parent and children, and has it started again after the fire's seconds. The completer
+  finishes that order.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from collections.abc import Callable
 from bakery import engines, kitchen_fire
 from bakery.kitchen_fire import PARTS, WORKER_STEP, Fire
 from bakery.supervisor import Part, clock
+from payments import stalls
 
 ARMED_FOR = 120  # seconds the armed worker waits for an order to reach its step before the fire is put out
-PAUSED_FOR = 600  # how long the armed worker would hold the step; it is killed long before
+PAUSED_FOR = 600  # how long the stalled step would wait; its worker is killed long before
 
 
 def engine_pid(part: str) -> int | None:
@@ -37,11 +38,9 @@ def engine_pid(part: str) -> int | None:
 class KitchenFire:
     """The fire the supervisor is running, if any; one at a time."""
 
-    def __init__(self, parts: list[Part], children: dict[str, subprocess.Popen], launches: dict, logs: dict,
-                 start_child: Callable, say: Callable[[str], None]):
+    def __init__(self, parts: list[Part], children: dict[str, subprocess.Popen], say: Callable[[str], None]):
         self.parts = {key: part for key, name in PARTS.items() for part in parts if part.name == name}
-        self.children, self.launches, self.logs = children, launches, logs
-        self.start_child, self.say = start_child, say
+        self.children, self.say = children, say
         self.fire: Fire | None = None
         self.armed_at: float | None = None
         kitchen_fire.open_channel()
@@ -83,12 +82,12 @@ class KitchenFire:
     def follow(self, now: float) -> None:
         """Kill the armed worker once an order is inside its step; record when the part is back."""
         if self.armed_at is not None:
-            marker = kitchen_fire.folder() / f"inside-{WORKER_STEP}"
-            if marker.exists():
-                self.kill_worker_inside(marker.read_text().split()[0], now)
+            stopped = stalls.taken(WORKER_STEP)
+            if stopped is not None:
+                self.kill_worker_inside(str(stopped.order_id), now)
             elif now - self.armed_at > ARMED_FOR:
                 self.armed_at = None
-                self.replace_worker(self.launches["worker"][1])
+                stalls.disarm(WORKER_STEP)
                 self.fire.back, self.fire.said = time.time(), (
                     f"No order reached the worker's {WORKER_STEP} step within {ARMED_FOR} s: the fire went out, "
                     "and the worker carries on as before")
@@ -103,10 +102,7 @@ class KitchenFire:
             kitchen_fire.record(self.fire)
 
     def arm_worker(self, now: float) -> None:
-        marker = kitchen_fire.folder() / f"inside-{WORKER_STEP}"
-        marker.unlink(missing_ok=True)
-        self.replace_worker({**self.launches["worker"][1], "BAKERY_TEST_PAUSE_IN": WORKER_STEP,
-                             "BAKERY_TEST_PAUSE_FILE": str(marker), "BAKERY_TEST_PAUSE_SECONDS": str(PAUSED_FOR)})
+        stalls.arm(WORKER_STEP, PAUSED_FOR)
         self.armed_at = now
         self.fire.said = (f"The worker will die inside the next order's {WORKER_STEP} step "
                           f"(kitchen fire, {self.fire.seconds} s)")
@@ -124,16 +120,3 @@ class KitchenFire:
                           f"(kitchen fire, {self.fire.seconds} s)")
         self.say(f"{clock()}  {self.fire.said}")
         kitchen_fire.record(self.fire)
-
-    def replace_worker(self, env: dict) -> None:
-        """Stop the worker warmly (its running tasks finish; killed after 10 s) and start it with ``env``."""
-        old = self.children["worker"]
-        if old.poll() is None:
-            old.terminate()
-            try:
-                old.wait(10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(old.pid, signal.SIGKILL)
-                old.wait(5)
-        self.children["worker"] = self.start_child(self.launches["worker"][0], env, self.logs.get("worker"))

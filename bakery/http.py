@@ -1,7 +1,7 @@
 """What every page of the site receives and how it answers, in one place.
 
 ``BakeryRequest`` types the request as django-htmx's example app does: the middleware stack puts
-``htmx`` (django-htmx) and ``customer`` (orders.customers) on every request. ``page_or_partial``
+``htmx`` (django-htmx) and ``acting`` (who the request acts for, orders.customers) on every request. ``page_or_partial``
 is the one place a view chooses between its full page and the htmx partial it polls for.
 """
 
@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django_htmx.middleware import HtmxDetails
 
-from orders.models import Customer
+from orders.customers import ActingRequest
 
 
-class BakeryRequest(HttpRequest):
+class BakeryRequest(ActingRequest):
     htmx: HtmxDetails
-    customer: Customer
 
 
 def page_or_partial(request: BakeryRequest, *, page: str | Callable[[], HttpResponse], partial: str,

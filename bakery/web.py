@@ -19,11 +19,13 @@ The body has its own deadline, REQUEST_BODY_TIMEOUT_SECONDS, in bakery.asgi.
 
 from __future__ import annotations
 
+import asyncio
+
 import h11
 from django.conf import settings
 from h11._connection import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE  # as uvicorn's H11Protocol reads it
 from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
-from uvicorn_worker import UvicornH11Worker
+from uvicorn_worker import UvicornH11Worker  # type: ignore[import-untyped]
 
 # Enough of a head to read its request target's first characters (is it under /api/?).
 HEAD_START_BYTES = 256
@@ -46,9 +48,9 @@ class BakeryH11Protocol(H11Protocol):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         size = self.config.h11_max_incomplete_event_size
-        self.conn = _Connection(h11.SERVER, DEFAULT_MAX_INCOMPLETE_EVENT_SIZE if size is None else size)
+        self.conn: _Connection = _Connection(h11.SERVER, DEFAULT_MAX_INCOMPLETE_EVENT_SIZE if size is None else size)
         self.header_timeout = settings.REQUEST_HEADER_TIMEOUT_SECONDS
-        self.head_timer = None
+        self.head_timer: asyncio.TimerHandle | None = None
         self.head_start: bytes | None = None  # the start of the head being read, None once it is whole
 
     def connection_made(self, transport) -> None:

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, IntegrityError
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from rest_framework.throttling import BaseThrottle
 
@@ -242,6 +242,12 @@ class Acting:
         if self._request.META.get("CSRF_COOKIE_NEEDS_UPDATE"):
             return self.identity
         return self._identity
+
+
+class ActingRequest(HttpRequest):
+    """A request as the views see it once :class:`CustomerMiddleware` has run (for type checkers)."""
+
+    acting: Acting
 
 
 class CustomerMiddleware:

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from payments.models import Charge, EmailReceipt, Invoice, ProviderBehaviour, ProviderCharge
+from payments.models import Charge, EmailReceipt, Invoice, ProviderBehaviour, ProviderCharge, Stall
 
 
 @admin.register(Charge)
@@ -34,3 +34,11 @@ class ProviderChargeAdmin(admin.ModelAdmin):
 @admin.register(ProviderBehaviour)
 class ProviderBehaviourAdmin(admin.ModelAdmin):
     list_display = ["owner", "decline", "transient_failures", "delay_seconds"]
+
+
+@admin.register(Stall)
+class StallAdmin(admin.ModelAdmin):
+    """Arming a stall here stops the next run of its step mid-way (payments/stalls.py)."""
+
+    list_display = ["step", "seconds", "armed_at", "order_id", "pid", "taken_at"]
+    readonly_fields = ["order_id", "pid", "taken_at"]

@@ -25,20 +25,20 @@ dedupes on the order's key like any redelivery, so a resumption that was not nee
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import cast
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Subquery
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from orders import outbox
-from orders.events import Kind
 from orders.models import Event, Order, OutboxMessage
-from payments.services import CAPTURE, EMAIL, INVOICE, _checkpoint, _event
+from payments.steps import CAPTURE, EMAIL, INVOICE, Step, checkpoint_move, step_event
 
-NEXT_STEP = {Order.Status.PLACED: CAPTURE, Order.Status.PAID: INVOICE, Order.Status.INVOICED: EMAIL}
+NEXT_STEP: dict[str, Step] = {Order.Status.PLACED: CAPTURE, Order.Status.PAID: INVOICE, Order.Status.INVOICED: EMAIL}
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class CompleterRun:
     stopped: list[int]
 
 
-def stranded_orders(*, now=None):
+def stranded_orders(*, now: datetime | None = None) -> QuerySet[Order]:
     """Orders on their way with no sign of life for FULFILMENT_STALL_SECONDS, oldest first."""
     now = now or timezone.now()
     quiet_since = now - timedelta(seconds=settings.FULFILMENT_STALL_SECONDS)
@@ -60,11 +60,12 @@ def stranded_orders(*, now=None):
     )
 
 
-def stranded_complete(*, now=None, limit: int = 100) -> CompleterRun:
+def stranded_complete(*, now: datetime | None = None, limit: int = 100) -> CompleterRun:
     """Re-send the next step of every stranded order, or stop it after the last resumption."""
     now = now or timezone.now()
     stall = settings.FULFILMENT_STALL_SECONDS
-    resumed, stopped = [], []
+    resumed: list[int] = []
+    stopped: list[int] = []
     with transaction.atomic():
         candidates = list(stranded_orders(now=now).select_for_update(skip_locked=True, of=("self",))[:limit])
         if not candidates:
@@ -74,22 +75,23 @@ def stranded_complete(*, now=None, limit: int = 100) -> CompleterRun:
             return CompleterRun(resumed=resumed, stopped=stopped)
         waiting_for_relay = _orders_with_pending_messages([order.pk for order in candidates])
         for order in candidates:
-            quiet = (now - (order.last_sign_of_life or order.updated_at)).total_seconds()
+            last_sign_of_life = cast(datetime | None, getattr(order, "last_sign_of_life", None))  # from stranded_orders
+            quiet = (now - (last_sign_of_life or order.updated_at)).total_seconds()
             step = NEXT_STEP[order.status]
             if order.pk in waiting_for_relay or (step.task, order.pk) in queued or quiet < stall * 2**order.resumptions:
                 continue
             if order.resumptions >= settings.FULFILMENT_MAX_RESUMPTIONS:
                 reason = (f"The {step.name} step did not finish after {order.resumptions} resumptions "
                           f"(stopped at {order.status}); re-run {step.task} to try again.")
-                _event(step, order, Kind.FAILED, reason=reason, by="completer", stopped_at=order.status)
-                _checkpoint(order, Order.Status.FULFILMENT_FAILED, failure_reason=reason)
+                step_event(step, order, Event.Kind.FAILED, reason=reason, by="completer", stopped_at=order.status)
+                checkpoint_move(order, Order.Status.FULFILMENT_FAILED, failure_reason=reason)
                 stopped.append(order.pk)
                 continue
             order.resumptions += 1
             order.save(update_fields=["resumptions", "updated_at"])
             outbox.enqueue(step.task, order.pk)
-            _event(step, order, Kind.RESUMED, by="completer", attempt=order.resumptions, task=step.task,
-                   quiet_seconds=round(quiet, 1))
+            step_event(step, order, Event.Kind.RESUMED, by="completer", attempt=order.resumptions, task=step.task,
+                       quiet_seconds=round(quiet, 1))
             resumed.append(order.pk)
     return CompleterRun(resumed=resumed, stopped=stopped)
 

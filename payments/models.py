@@ -19,7 +19,7 @@ class Charge(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.provider_charge_id or 'charge'} for order #{self.order_id}"
 
 
@@ -35,7 +35,7 @@ class Invoice(models.Model):
     class Meta:
         ordering = ["sequence"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.number
 
     @property
@@ -57,7 +57,7 @@ class InvoiceCounter(models.Model):
     class Meta:
         constraints = [models.CheckConstraint(condition=models.Q(id=1), name="invoice_counter_single_row")]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"last invoice INV-{self.last_sequence:06d}"
 
 
@@ -70,7 +70,7 @@ class EmailReceipt(models.Model):
     subject = models.CharField(max_length=200)
     sent_at = models.DateTimeField(auto_now_add=True)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.subject} to {self.to}"
 
 
@@ -93,7 +93,7 @@ class ProviderCharge(models.Model):
     decline_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.charge_id
 
 
@@ -107,5 +107,28 @@ class ProviderBehaviour(models.Model):
     )
     delay_seconds = models.FloatField(default=0, help_text="Answer this much later, like a slow provider.")
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"provider behaviour for {self.owner}"
+
+
+class Stall(models.Model):
+    """The next run of one fulfilment step stops in the middle of its work for ``seconds``, as a slow
+    provider or mail server would keep it waiting, so that a drill (or a facilitator) can kill the
+    worker there (payments/stalls.py). Written through the provider's connection, outside any step's
+    transaction, so who took it shows at once."""
+
+    class Step(models.TextChoices):
+        CAPTURE = "capture", "Capture, after the provider charged"
+        INVOICE = "invoice", "Invoice, after the number was taken"
+        EMAIL = "email", "Email, with the receipt written and the email not sent"
+
+    step = models.CharField(max_length=20, choices=Step.choices, unique=True)
+    seconds = models.FloatField()
+    armed_at = models.DateTimeField()
+    # Filled by the run that took it: the order it stopped in and the worker process holding it.
+    order_id = models.BigIntegerField(null=True, blank=True)
+    pid = models.IntegerField(null=True, blank=True)
+    taken_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"stall in {self.step} for {self.seconds:g} s"

@@ -18,7 +18,8 @@ from decimal import Decimal
 
 from django.db.models import F
 
-from orders.events import Kind, record_event
+from orders.events import record_event
+from orders.models import Event
 from payments.models import ProviderBehaviour, ProviderCharge
 
 DB = "provider"
@@ -52,8 +53,8 @@ def charge(*, idempotency_key: str, amount: Decimal, owner: str) -> ProviderChar
 
     existing = ProviderCharge.objects.using(DB).filter(idempotency_key=key).first()
     if existing is not None:
-        record_event(source="payment", kind=Kind.DEDUPE, key=key, customer_id=owner, by="provider", scope=SCOPE,
-                     charge_id=existing.charge_id, status=existing.status)
+        record_event(source=Event.Source.PAYMENT, kind=Event.Kind.DEDUPE, key=key, customer_id=owner, by="provider",
+                     scope=SCOPE, charge_id=existing.charge_id, status=existing.status)
         return _answer(existing)
 
     # One UPDATE decides whether this call fails: concurrent calls never both use the same failure.

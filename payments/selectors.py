@@ -8,9 +8,13 @@ queries however many customers are asked for.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+from uuid import UUID
 
-from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -20,6 +24,9 @@ from payments.models import Charge, EmailReceipt, Invoice
 # What an idempotency layer did instead of doing the work again: at the API (a replay, a 409) and
 # in the back office (a redelivered task replayed or skipped, the provider returning its charge).
 PREVENTED_KINDS = (Event.Kind.REPLAY, Event.Kind.CONFLICT, Event.Kind.DEDUPE)
+
+# Customers by id: a list of them, or a queryset of ids that stays a subquery.
+Customers = Iterable[UUID] | QuerySet[Any]
 
 
 @dataclass(kw_only=True)
@@ -45,7 +52,7 @@ class Counts:
             setattr(self, counter.name, getattr(self, counter.name) + getattr(other, counter.name))
 
 
-def _counters(customers) -> list[tuple]:
+def _counters(customers: Customers) -> list[tuple[QuerySet[Any], str, dict[str, Any]]]:
     """Every counter as ``(rows, customer, {counter: aggregate})``: the rows of the given customers
     (a list of ids or a queryset of them, which stays a subquery), the path from a row to its
     customer, and what to aggregate. Grouped by customer or summed over all, it is the same SQL."""
@@ -71,7 +78,7 @@ def _counters(customers) -> list[tuple]:
     ]
 
 
-def _duplicate_orders(customers):
+def _duplicate_orders(customers: Customers) -> QuerySet[Order]:
     """Orders that baked again for an intent already baked: an unguarded order whose customer already
     had an unguarded order with the same key (earlier, or as early with a smaller id).
 
@@ -84,7 +91,7 @@ def _duplicate_orders(customers):
     return unguarded.filter(customer_id__in=customers).filter(Exists(earlier))
 
 
-def counts_by_customer(customer_ids) -> dict:
+def counts_by_customer(customer_ids: Iterable[UUID]) -> dict[UUID, Counts]:
     """``{customer_id: Counts}`` for the given customers (every one of them, zeros included)."""
     ids = list(customer_ids)
     counts = {customer_id: Counts() for customer_id in ids}
@@ -97,7 +104,7 @@ def counts_by_customer(customer_ids) -> dict:
     return counts
 
 
-def counts_total(customers) -> Counts:
+def counts_total(customers: Customers) -> Counts:
     """The counts of all ``customers`` (a queryset of ids) summed in PostgreSQL, however many they are."""
     total = Counts()
     for rows, _customer, aggregates in _counters(customers):
@@ -106,12 +113,12 @@ def counts_total(customers) -> Counts:
     return total
 
 
-def customers_with_duplicates(customers) -> int:
+def customers_with_duplicates(customers: Customers) -> int:
     """How many of ``customers`` (a queryset of ids) had a cake baked twice."""
     return _duplicate_orders(customers).order_by().values("customer_id").distinct().count()
 
 
-def fulfilment_backlog(*, now=None) -> dict:
+def fulfilment_backlog(*, now: datetime | None = None) -> dict[str, int]:
     """How many orders wait for the back office, and how long ago the oldest of them was placed (s)."""
     now = now or timezone.now()
     waiting = Order.objects.filter(status__in=[Order.Status.PLACED, Order.Status.PAID, Order.Status.INVOICED])

@@ -11,8 +11,11 @@ Acknowledgement after the task ran (acks_late), requeue of a task whose worker d
 (reject_on_worker_lost) and the visibility timeout are set in bakery/settings.py.
 """
 
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+from billiard.einfo import ExceptionInfo
 from celery import Task, shared_task
 
 from orders import outbox
@@ -25,25 +28,27 @@ from payments.provider import TransientProviderError
 IN_FLIGHT_RETRIES = 20
 
 
-class FulfilmentTask(Task):
+class FulfilmentTask(Task[..., None]):
     """Base of the steps: every retry and every final failure lands on the order's timeline."""
 
     ignore_result = True  # nobody reads results; the order's status is the result
 
-    def on_retry(self, exc, task_id, args, kwargs, einfo):
+    def on_retry(self, exc: Exception, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 einfo: ExceptionInfo) -> None:
         services.step_retrying(task=self.name, order_id=_order_id(args, kwargs), error=exc,
                                attempt=self.request.retries + 1)
 
-    def on_failure(self, exc, task_id, args, kwargs, einfo):
+    def on_failure(self, exc: Exception, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                   einfo: ExceptionInfo) -> None:
         services.step_failed(task=self.name, order_id=_order_id(args, kwargs), error=exc)
 
 
-def _order_id(args, kwargs):
+def _order_id(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int | None:
     return args[0] if args else kwargs.get("order_id")
 
 
 @contextmanager
-def retry_while_key_in_flight(task: Task):
+def retry_while_key_in_flight(task: Task[..., None]) -> Iterator[None]:
     try:
         yield
     except KeyInFlight as busy:
@@ -55,14 +60,14 @@ def retry_while_key_in_flight(task: Task):
 @shared_task(bind=True, base=FulfilmentTask, name="payments.capture_payment",
              autoretry_for=(TransientProviderError,), retry_backoff=1, retry_backoff_max=8, retry_jitter=True,
              max_retries=4)
-def capture_payment(self, order_id: int):
+def capture_payment(self: FulfilmentTask, order_id: int) -> None:
     """Step 1: take the money with the order's key. A decline is final and is not retried."""
     with retry_while_key_in_flight(self):
         services.payment_capture(order_id=order_id)
 
 
 @shared_task(bind=True, base=FulfilmentTask, name="payments.issue_invoice")
-def issue_invoice(self, order_id: int):
+def issue_invoice(self: FulfilmentTask, order_id: int) -> None:
     """Step 2: the next gap-free invoice number for a paid order."""
     with retry_while_key_in_flight(self):
         services.invoice_issue(order_id=order_id)
@@ -71,20 +76,20 @@ def issue_invoice(self, order_id: int):
 # OSError covers smtplib's errors: a mail server that is briefly away is worth retrying.
 @shared_task(bind=True, base=FulfilmentTask, name="payments.send_confirmation",
              autoretry_for=(OSError,), retry_backoff=1, retry_backoff_max=8, retry_jitter=True, max_retries=5)
-def send_confirmation(self, order_id: int):
+def send_confirmation(self: FulfilmentTask, order_id: int) -> None:
     """Step 3: the one confirmation email."""
     with retry_while_key_in_flight(self):
         services.confirmation_send(order_id=order_id)
 
 
 @shared_task(name="payments.relay_outbox", ignore_result=True)
-def relay_outbox():
+def relay_outbox() -> int:
     """Beat runs this every 2 s: publish what the outbox holds (e.g. orders made while Redis was down)."""
     return outbox.relay()
 
 
 @shared_task(name="payments.complete_stranded", ignore_result=True)
-def complete_stranded():
+def complete_stranded() -> dict[str, list[int]]:
     """Beat runs this every 5 s: resume orders whose checkpoint stalled (payments/completer.py)."""
     run = completer.stranded_complete()
     return {"resumed": run.resumed, "stopped": run.stopped}

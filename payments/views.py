@@ -6,6 +6,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from orders.customers import ActingRequest
 from payments.models import Invoice
 
 # ASCII digits only ("²".isdigit() is true, but int() refuses it), and no more than an invoice
@@ -14,7 +15,7 @@ INVOICE_NUMBER = re.compile(r"INV-([0-9]{1,9})")
 
 
 @require_GET
-def invoice_detail(request, number: str) -> HttpResponse:
+def invoice_detail(request: ActingRequest, number: str) -> HttpResponse:
     matched = INVOICE_NUMBER.fullmatch(number)
     if matched is None:
         raise Http404("No such invoice")

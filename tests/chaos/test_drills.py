@@ -21,6 +21,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from orders.models import Event, IdempotencyRecord, Order, OutboxMessage
+from payments import stalls
 from payments.models import Charge
 from tests.chaos.drills import (
     Intent,
@@ -111,30 +112,30 @@ def test_postgres_postmaster_killed_mid_traffic(drill_stack):
                    f"{(last - back_at).total_seconds():.1f} s after PostgreSQL was back" if last else "none stranded")
 
 
-def test_a_worker_killed_inside_each_step(drill_stack, tmp_path):
+def test_a_worker_killed_inside_each_step(drill_stack):
     """Three workers, each stopped inside a different step (capture after the provider charged,
-    email before it is sent, invoice after the number was taken), are SIGKILLed at once, parent and
-    children; a fresh worker and the completer finish every order exactly once. The invoice step
-    goes last: while it holds the invoice counter no other order can be invoiced."""
+    email before it is sent, invoice after the number was taken) by a stall armed for that step,
+    are SIGKILLed at once, parent and children; a fresh worker and the completer finish every order
+    exactly once. The invoice step goes last: while it holds the invoice counter no other order can
+    be invoiced."""
     drill_stack.worker.stop()
     shopper = Shopper(drill_stack.web.url)
     intents, doomed = [], []
     for step in ("capture", "email", "invoice"):
-        marker = tmp_path / f"inside-{step}"
-        worker = drill_stack.start_worker(f"doomed-{step}", concurrency=1, BAKERY_TEST_PAUSE_IN=step,
-                                          BAKERY_TEST_PAUSE_FILE=marker, BAKERY_TEST_PAUSE_SECONDS=120)
+        worker = drill_stack.start_worker(f"doomed-{step}", concurrency=1)
         doomed.append(worker)
+        # Armed once this step's worker is the only free one, so the stall stops it and no other.
+        stalls.arm(step, 120)
         deadline, placed_at = time.monotonic() + 30, 0.0
-        while not marker.exists():
+        while (stall := stalls.taken(step)) is None:
             assert time.monotonic() < deadline, f"no worker stopped inside the {step} step"
             if time.monotonic() - placed_at > 5:
                 intents.append(shopper.place(Intent(uuid.uuid4()), give_up_at=time.monotonic() + 10))
                 placed_at = time.monotonic()
             time.sleep(0.25)
-        order_id, pid = map(int, marker.read_text().split())
-        assert pid in worker_processes(worker)
+        assert stall.pid in worker_processes(worker)
         # Inside the step: its work is in an open transaction, so the checkpoint has not moved.
-        assert Order.objects.get(pk=order_id).status == CHECKPOINT_BEFORE[step]
+        assert Order.objects.get(pk=stall.order_id).status == CHECKPOINT_BEFORE[step]
     for worker in doomed:
         drill_stack.kill_worker(worker)
     drill_stack.start_worker()

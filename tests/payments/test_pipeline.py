@@ -15,7 +15,7 @@ from django.db import connections
 
 from bakery.celery import app
 from orders.models import Event, Order, OutboxMessage
-from payments import provider
+from payments import provider, stalls
 from payments.models import Charge, EmailReceipt, Invoice, InvoiceCounter, ProviderCharge
 from tests.clients import BakeryClient
 from tests.waiting import wait_for
@@ -115,24 +115,25 @@ def test_a_delivery_while_the_step_is_still_running_waits_then_is_deduped(
 
 
 def test_a_worker_killed_inside_the_invoice_step_is_redelivered_and_invoices_once(
-    customer_client, cake, new_key, start_worker, tmp_path
+    customer_client, cake, new_key, start_worker
 ):
-    marker = tmp_path / "inside-invoice"
-    doomed = start_worker("doomed", BAKERY_TEST_PAUSE_IN="invoice", BAKERY_TEST_PAUSE_FILE=marker)
+    stalls.arm("invoice", 60)  # the next invoice stops after its number is taken
+    doomed = start_worker("doomed")
     order = place(customer_client, new_key)
-    wait_for(marker.exists, timeout=30, message="the worker to be inside the invoice step")
+    stall = wait_for(lambda: stalls.taken("invoice"), timeout=30, message="the worker to be inside the invoice step")
+    assert stall.order_id == order["id"]
     # Inside the step: the invoice row and its number exist only in the step's open transaction.
     assert Order.objects.get(pk=order["id"]).status == "paid"
     assert Invoice.objects.count() == 0
 
     doomed.kill()
-    marker.unlink()
     time.sleep(3)  # the visibility timeout below: Redis now hands the unacknowledged task out again
     rescuer = start_worker("rescuer", CELERY_VISIBILITY_TIMEOUT=3)
 
     done = order_reaches(customer_client, order["id"], "notified", timeout=60)
     assert "payments.issue_invoice" in rescuer.log_path.read_text()  # redelivered to the new worker
-    assert not marker.exists()  # the new worker did not pause: it ran the step from the start
+    # The stall was the killed worker's alone: the new worker ran the step from the start, straight through.
+    assert stalls.taken("invoice").taken_at == stall.taken_at
     assert Invoice.objects.count() == 1
     # The killed attempt's number rolled back with it: the first invoice is still INV-000001.
     assert done["invoice"]["number"] == "INV-000001"

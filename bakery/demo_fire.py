@@ -25,7 +25,6 @@ from collections.abc import Callable
 from bakery import engines, kitchen_fire
 from bakery.kitchen_fire import PARTS, WORKER_STEP, Fire
 from bakery.supervisor import Part, clock
-from payments import stalls
 
 ARMED_FOR = 120  # seconds the armed worker waits for an order to reach its step before the fire is put out
 PAUSED_FOR = 600  # how long the stalled step would wait; its worker is killed long before
@@ -82,6 +81,8 @@ class KitchenFire:
     def follow(self, now: float) -> None:
         """Kill the armed worker once an order is inside its step; record when the part is back."""
         if self.armed_at is not None:
+            from payments import stalls  # once the supervisor has set Django up (bakery.demo)
+
             stopped = stalls.taken(WORKER_STEP)
             if stopped is not None:
                 self.kill_worker_inside(str(stopped.order_id), now)
@@ -102,6 +103,8 @@ class KitchenFire:
             kitchen_fire.record(self.fire)
 
     def arm_worker(self, now: float) -> None:
+        from payments import stalls  # once the supervisor has set Django up (bakery.demo)
+
         stalls.arm(WORKER_STEP, PAUSED_FOR)
         self.armed_at = now
         self.fire.said = (f"The worker will die inside the next order's {WORKER_STEP} step "

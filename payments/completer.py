@@ -19,7 +19,7 @@ dedupes on the order's key like any redelivery, so a resumption that was not nee
   queue. While the broker cannot be asked what it holds, the completer waits.
 * It is safe to run any number of times at once (beat, an operator): each run locks the orders
   it works on FOR UPDATE SKIP LOCKED, so two runs never resume the same order, and an order whose
-  step is running right now (its row is held by the step) is skipped too.
+  step is running right now (its row is locked by the step) is skipped too.
 """
 
 from __future__ import annotations

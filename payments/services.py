@@ -16,7 +16,7 @@ Locking: one row lock, the order's
 -----------------------------------
 * Everything a step writes about an order (its work, its checkpoint, its timeline events, the
   idempotency layer's record and events) and everything written about a step's retry or failure
-  happens inside :func:`order_held`: one transaction that first locks the order's row FOR KEY SHARE
+  happens inside :func:`order_locked`: one transaction that first locks the order's row FOR KEY SHARE
   and reads it. If the order is gone, nothing is written.
 * Whatever changes an order from outside a running step locks its row FOR UPDATE, which KEY SHARE
   excludes: "Reset my bakery" (orders.services) waits for a running step and deletes what it wrote,
@@ -27,7 +27,7 @@ Locking: one row lock, the order's
   and meet at the idempotency key, where the second waits at most IDEMPOTENCY_WAIT_SECONDS, then
   replays or gets KeyInFlight and retries later. A stronger lock on the row would make it wait for
   the whole step, unbounded. A step's own UPDATE of its checkpoint needs no more than KEY SHARE allows.
-* So a step never locks or reads its order again: while it holds the row, only another step can
+* So a step never locks or reads its order again: while it has the row locked, only another step can
   move the checkpoint, and none can move it from under this one. Deliveries of the same step pass
   the key one at a time (a later one replays what an earlier one committed), and each step moves
   the order on only from the checkpoint before it.
@@ -161,7 +161,7 @@ def step_retrying(*, task: str, order_id: int | None, error: BaseException, atte
     """A step failed this time and Celery will run it again: show it on the timeline."""
     if task not in STEPS_BY_TASK:
         return
-    with order_held(order_id) as order:
+    with order_locked(order_id) as order:
         if order is not None:
             step_event(STEPS_BY_TASK[task], order, Event.Kind.RETRY, attempt=attempt, reason=_reason(error))
 
@@ -177,7 +177,7 @@ def step_failed(*, task: str, order_id: int | None, error: BaseException) -> Non
         return
     # Anything else is a bug or an outage (PostgreSQL gone mid-step): the order stays at its
     # checkpoint, and the completer (payments/completer.py) re-sends the step once it has stalled.
-    with order_held(order_id) as order:
+    with order_locked(order_id) as order:
         if order is not None:
             step_event(STEPS_BY_TASK[task], order, Event.Kind.FAILED, reason=_reason(error))
 
@@ -186,7 +186,7 @@ def step_failed(*, task: str, order_id: int | None, error: BaseException) -> Non
 
 
 @contextmanager
-def order_held(order_id: int | None) -> Iterator[Order | None]:
+def order_locked(order_id: int | None) -> Iterator[Order | None]:
     """The order, locked FOR KEY SHARE until the block ends, or None if a reset deleted it: the
     one lock of the pipeline (see "Locking" above)."""
     with transaction.atomic():
@@ -195,9 +195,9 @@ def order_held(order_id: int | None) -> Iterator[Order | None]:
 
 
 def _run_step(step: Step, order_id: int, work: Callable[[Order], StoredResponse]) -> Outcome | None:
-    """Run ``work`` once per order through the idempotency layer, holding the order all along."""
+    """Run ``work`` once per order through the idempotency layer, locking the order all along."""
     _reopen_if_stopped(order_id, step)
-    with order_held(order_id) as order:
+    with order_locked(order_id) as order:
         if order is None:
             # Deleted by "Reset my bakery" while its task waited in the queue: nothing left to do.
             logger.info("fulfilment: order %s no longer exists for %s", order_id, step.task)
@@ -251,7 +251,7 @@ def _proven_checkpoint(order: Order) -> Order.Status:
 
 def _count_failed_attempt(order_id: int, error: BaseException) -> None:
     """The step's transaction rolled back, but the call to the provider happened: count it."""
-    with order_held(order_id) as order:
+    with order_locked(order_id) as order:
         if order is None:
             return
         charge, _ = Charge.objects.get_or_create(

@@ -59,7 +59,9 @@ def served_hosts(host: str) -> list[str]:
 # views in a thread per request in flight. A tunnel hold is an await on that loop, not a thread, so
 # a room of hundreds waits side by side.
 WEB_WORKER_CLASS = "bakery.web.BakeryH11Worker"
-WEB_POOL_TARGET = 24  # pooled PostgreSQL connections a web process may have, if the server allows them
+# Pooled PostgreSQL connections a web process may have, if the server allows them: a room of 200 in
+# the slow bakery has an order in the middle of its handler for each learner (engines.POSTGRES_SETTINGS).
+WEB_POOL_TARGET = 160
 WORKER_CONCURRENCY = 2  # Celery prefork children
 
 

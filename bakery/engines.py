@@ -91,7 +91,11 @@ def start_embedded_postgres() -> str:
             # cleanup_mode="stop": pgserver counts the processes using the server and stops it
             # when the last of them exits.
             _pg_server = pgserver.get_server(data_dir() / "postgres", cleanup_mode="stop",
-                                             postgres_version=POSTGRES_MAJOR)
+                                             postgres_version=POSTGRES_MAJOR, start=False)
+            with _pg_server._lock:  # pgserver's own inter-process lock, which it expects here
+                _pg_server.ensure_pgdata_inited()
+            _configure_postgres(_pg_server.pgdata)
+            _pg_server.start()
         elif not postgres_running():
             _restart_postgres(_pg_server)
         exists = _pg_server.psql(
@@ -101,6 +105,23 @@ def start_embedded_postgres() -> str:
             _pg_server.psql(f"CREATE DATABASE {DATABASE_NAME};")
     socket_dir = _pg_server.get_postmaster_info().socket_dir
     return f"postgres://postgres@{quote(str(socket_dir), safe='')}/{DATABASE_NAME}"
+
+
+# A room's slow bakery keeps one connection per order in the middle of its handler (the key is
+# claimed in that transaction), so a room of 200 needs a few hundred; PostgreSQL's default is 100.
+# An idle connection slot costs a few hundred bytes of shared memory, a connection only while open.
+POSTGRES_SETTINGS = {"max_connections": "400"}
+
+
+def _configure_postgres(pgdata: Path) -> None:
+    """The embedded server's settings, in a file of the bakery's own that postgresql.conf includes
+    (read when the server starts; an already running server keeps what it started with)."""
+    (pgdata / "bakery.conf").write_text("".join(f"{name} = {value}\n" for name, value in POSTGRES_SETTINGS.items()))
+    conf = pgdata / "postgresql.conf"
+    include = "include_if_exists = 'bakery.conf'\n"
+    if include not in conf.read_text():
+        with conf.open("a") as appended:
+            appended.write(include)
 
 
 def postgres_pid() -> int | None:

@@ -30,7 +30,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, Protocol, Self, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, Protocol, Self, TypeVar, cast
 
 import psycopg
 from django.conf import settings
@@ -44,17 +44,6 @@ from orders.metrics import timed
 from orders.models import Event, IdempotencyRecord
 
 LOCK_NOT_AVAILABLE = "55P03"
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-class _EntryTimer(Protocol):
-    def __call__(self, entry: Callable[_P, _R], /) -> Callable[_P, _R]: ...
-
-
-# ``timed`` keeps the entry point's signature.
-_timed: _EntryTimer = timed
 
 
 @dataclass(frozen=True)
@@ -133,6 +122,18 @@ class KeyRef:
 
     def event(self, kind: str, **detail: Any) -> Event:
         return record_event(source=self.source, kind=kind, key=self.key, customer_id=self.customer_id, **detail)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R", bound=Outcome | None)
+
+
+class _EntryTimer(Protocol):
+    def __call__(self, entry: Callable[Concatenate[KeyRef, _P], _R], /) -> Callable[Concatenate[KeyRef, _P], _R]: ...
+
+
+# metrics.timed, typed as what it is: it keeps the entry point's signature.
+_timed: _EntryTimer = timed
 
 
 @_timed

@@ -6,6 +6,7 @@ under the key (orders/idempotent.py, orders/placing.py)."""
 
 from __future__ import annotations
 
+from django.http import HttpResponse
 from django.middleware.csrf import get_token
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -14,9 +15,10 @@ from rest_framework.response import Response
 
 from orders import selectors, services
 from orders.authentication import CustomerAPIView
-from orders.customers import label_for
+from orders.customers import ActingAPIRequest, label_for
 from orders.idempotent import KeyedWrite
 from orders.keys import ORDER_KEY, ORDER_SCOPE
+from orders.models import Customer
 from orders.placing import order_answer, order_payload, validated_order
 from orders.problems import ProblemError
 from orders.serializers import OrderInSerializer, OrderSerializer
@@ -37,7 +39,7 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
 )
 
 
-def _problem_response(description: str):
+def _problem_response(description: str) -> OpenApiResponse:
     return OpenApiResponse(description=description + " (application/problem+json, RFC 9457)")
 
 
@@ -45,7 +47,7 @@ class OrderListCreate(CustomerAPIView):
     throttle_classes = [OrderBurstThrottle, OrderRateThrottle]  # they count POSTs only
 
     @extend_schema(responses=OrderSerializer(many=True), summary="This customer's orders, newest first")
-    def get(self, request):
+    def get(self, request: ActingAPIRequest) -> Response:
         orders = selectors.order_list(customer=request.acting.existing())
         return Response(OrderSerializer(orders, many=True).data)
 
@@ -74,7 +76,7 @@ class OrderListCreate(CustomerAPIView):
                                    "`Retry-After` seconds"),
         },
     )
-    def post(self, request):
+    def post(self, request: ActingAPIRequest) -> HttpResponse:
         customer = request.acting.customer()
         write = KeyedWrite(request, scope=ORDER_SCOPE, policy=ORDER_KEY, customer=customer,
                            idempotency_enabled=customer.idempotency_enabled)
@@ -92,7 +94,7 @@ class OrderListCreate(CustomerAPIView):
 class OrderDetail(CustomerAPIView):
     @extend_schema(responses={200: OrderSerializer, 404: _problem_response("No such order for this customer")},
                    summary="One of this customer's orders, with its payment, invoice and emails")
-    def get(self, request, pk: int):
+    def get(self, request: ActingAPIRequest, pk: int) -> Response:
         order = selectors.order_get(customer=request.acting.existing(), order_id=pk)
         if order is None:
             raise ProblemError("not-found", f"You have no order #{pk}.")
@@ -116,7 +118,7 @@ class Me(CustomerAPIView):
 
     @extend_schema(responses=MeSerializer, summary="This browser's customer (its id before its first write too) "
                                                    "and its idempotency switch")
-    def get(self, request):
+    def get(self, request: ActingAPIRequest) -> Response:
         get_token(request._request)  # sets the csrftoken cookie
         customer = request.acting.existing()
         if customer is None:
@@ -127,7 +129,7 @@ class Me(CustomerAPIView):
 
     @extend_schema(request=MePatchSerializer, responses=MeSerializer,
                    summary="Turn idempotency off to reproduce the tunnel bug (this customer only)")
-    def patch(self, request):
+    def patch(self, request: ActingAPIRequest) -> Response:
         value = request.data.get("idempotency") if isinstance(request.data, dict) else None
         if not isinstance(value, bool):
             raise ProblemError("invalid-request", 'Send {"idempotency": true} or {"idempotency": false}.')
@@ -135,5 +137,5 @@ class Me(CustomerAPIView):
         return Response(self._as_json(customer))
 
     @staticmethod
-    def _as_json(customer) -> dict:
+    def _as_json(customer: Customer) -> dict[str, str | bool]:
         return {"customer": str(customer.pk), "label": customer.label, "idempotency": customer.idempotency_enabled}

@@ -45,13 +45,16 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, IntegrityError
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.template.loader import render_to_string
+from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from orders.models import Customer
@@ -86,15 +89,17 @@ class Identity:
         return f"{self.id}:{'on' if self.idempotency_enabled else 'off'}{'' if self.saved else ':new'}"
 
 
-def cookie_identity(request) -> Identity | None:
+def cookie_identity(request: HttpRequest) -> Identity | None:
     """The identity a valid cookie names, or None."""
     value = request.get_signed_cookie(COOKIE, default=None, salt=_SALT, max_age=settings.SESSION_COOKIE_AGE)
+    if value is None:
+        return None
     try:
         customer_id, switch, *new = value.split(":")
         if new not in ([], ["new"]):
             return None
         return Identity(uuid.UUID(customer_id), switch == "on", saved=not new)
-    except (AttributeError, ValueError):
+    except ValueError:
         return None
 
 
@@ -102,7 +107,7 @@ _RATE_OFF = {"", "off", "none"}
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def admit_new_customers(request, count: int = 1) -> None:
+def admit_new_customers(request: HttpRequest, count: int = 1) -> None:
     """Count ``count`` new customers against the request's client address; raise
     ``ProblemError("too-many-requests")`` (with ``Retry-After``) when the address is over
     ``CUSTOMER_CREATION_RATE`` in this window, before anything is made. A fixed window counted with
@@ -111,9 +116,10 @@ def admit_new_customers(request, count: int = 1) -> None:
     rate = (settings.CUSTOMER_CREATION_RATE or "").strip().lower()
     if rate in _RATE_OFF:
         return
-    allowed, period = rate.split("/")
-    allowed, duration = int(allowed), _PERIODS[period[0]]
-    address = BaseThrottle().get_ident(_django(request))  # REMOTE_ADDR: NUM_PROXIES is 0
+    number, period = rate.split("/")
+    allowed, duration = int(number), _PERIODS[period[0]]
+    # REMOTE_ADDR: NUM_PROXIES is 0. get_ident reads only META, which Django's request has too.
+    address = BaseThrottle().get_ident(_django(request))  # type: ignore[arg-type]
     if address in settings.CUSTOMER_CREATION_UNCOUNTED:
         return
     now = time.time()
@@ -131,7 +137,7 @@ def admit_new_customers(request, count: int = 1) -> None:
                            headers={"Retry-After": str(wait)})
 
 
-def refusal(request, refused: ProblemError):
+def refusal(request: HttpRequest, refused: ProblemError) -> HttpResponse:
     """A ProblemError raised outside an API view's handler: problem+json under /api/, a small page elsewhere."""
     request = _django(request)
     if request.path.startswith(API_PREFIX):
@@ -149,9 +155,10 @@ def label_for(customer_id: uuid.UUID) -> str:
     return f"{_FLAVOURS[customer_id.int % len(_FLAVOURS)]} {_BAKERS[(customer_id.int >> 8) % len(_BAKERS)]}"
 
 
-def _django(request):
+def _django(request: HttpRequest) -> HttpRequest:
     """The HttpRequest under a DRF Request: what the middleware sees is cached there."""
-    return getattr(request, "_request", request)
+    django_request: HttpRequest = getattr(request, "_request", request)
+    return django_request
 
 
 class Acting:
@@ -166,7 +173,7 @@ class Acting:
     * :attr:`saved_id` for a counter: the saved customer's id without a query, or None.
     """
 
-    def __init__(self, request, *, phone: Customer | None = None):
+    def __init__(self, request: HttpRequest, *, phone: Customer | None = None) -> None:
         self._request = request
         self.phone = request.headers.get(PHONE_HEADER, "")
         self._customer: Customer | None = phone  # the whole row, once read
@@ -250,15 +257,21 @@ class ActingRequest(HttpRequest):
     acting: Acting
 
 
+class ActingAPIRequest(Request):
+    """A DRF request in an order API view: DRF hands ``acting`` over from the request under it (for type checkers)."""
+
+    acting: Acting
+
+
 class CustomerMiddleware:
     """Puts :class:`Acting` on every request as ``request.acting`` and keeps the browser's cookie in
     step with whom the request acted for. A request that names a phone acts for that phone, and
     never changes the browser's own cookie."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: ActingRequest) -> HttpResponseBase:
         name = request.headers.get(PHONE_HEADER, "")
         if name:
             request.acting = Acting(request)
@@ -275,7 +288,7 @@ class CustomerMiddleware:
             set_identity_cookie(response, wanted)
         return response
 
-    def process_exception(self, request, exception):
+    def process_exception(self, request: ActingRequest, exception: Exception) -> HttpResponse | None:
         """A refusal raised outside an API view (one customer too many from this address, a cookie
         whose customer is gone) is answered here: see :func:`admit_new_customers`, :func:`gone`."""
         if isinstance(exception, ProblemError):
@@ -285,14 +298,14 @@ class CustomerMiddleware:
         return None
 
 
-def set_identity_cookie(response, identity: Identity) -> None:
+def set_identity_cookie(response: HttpResponseBase, identity: Identity) -> None:
     response.set_signed_cookie(
         COOKIE, identity.cookie_value(), salt=_SALT, max_age=settings.SESSION_COOKIE_AGE,
         secure=settings.SESSION_COOKIE_SECURE, httponly=True, samesite=settings.SESSION_COOKIE_SAMESITE,
     )
 
 
-def gone(request):
+def gone(request: ActingRequest) -> HttpResponse | None:
     """A cookie can outlive its customer (deleted in the admin, or a database made afresh): its
     write then breaks a foreign key, and everything it wrote has rolled back. The answer says so
     (``409 customer-gone``) and hands the browser a new identity, so its retry, with the same key,

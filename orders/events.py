@@ -1,12 +1,18 @@
 """Writing the timeline: one function every part of the bakery uses to say what happened."""
 
-from orders.models import Event
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from orders.models import Customer, Event, Order
 
 Kind = Event.Kind
 
 
-def record_event(*, source: str, kind: str, key="", customer=None, customer_id=None, order=None, order_id=None,
-                 **detail):
+def record_event(*, source: str, kind: str, key: str | uuid.UUID | None = "", customer: Customer | None = None,
+                 customer_id: uuid.UUID | str | None = None, order: Order | None = None, order_id: int | None = None,
+                 **detail: Any) -> Event:
     """Store one timeline event. Keys are stored as text so HTTP and task keys look alike."""
     return Event.objects.create(
         source=source,

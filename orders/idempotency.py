@@ -27,13 +27,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Concatenate, ParamSpec, Protocol, Self, TypeVar, cast
 
 import psycopg
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
+from psycopg.abc import Params, Query
 
 from orders.events import Kind, record_event
 from orders.metrics import timed
@@ -50,7 +54,7 @@ class StoredResponse:
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
 
-    def json(self):
+    def json(self) -> Any:
         return json.loads(self.body) if self.body else None
 
 
@@ -80,25 +84,24 @@ class FingerprintMismatch(Exception):
         self.fields = fields
 
 
-def canonical_json(payload) -> str:
+def canonical_json(payload: object) -> str:
     """Same content, same text: key order and spacing do not change a fingerprint."""
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def fingerprint_of(payload) -> str:
+def fingerprint_of(payload: object) -> str:
     # surrogatepass: a caller that did not check its text (a lone surrogate) still gets a fingerprint.
     return hashlib.sha256(canonical_json(payload).encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def differing_fields(stored, new, path="") -> list[str]:
+def differing_fields(stored: object, new: object, path: str = "") -> list[str]:
     """Name the fields that differ, as paths a person can read: ``items[0].quantity``, ``note``."""
+    found: list[str] = []
     if isinstance(stored, dict) and isinstance(new, dict):
-        found = []
         for name in sorted(set(stored) | set(new)):
             found += differing_fields(stored.get(name), new.get(name), f"{path}.{name}" if path else name)
         return found
     if isinstance(stored, list) and isinstance(new, list) and len(stored) == len(new):
-        found = []
         for index, (old_item, new_item) in enumerate(zip(stored, new, strict=True)):
             found += differing_fields(old_item, new_item, f"{path}[{index}]")
         return found
@@ -115,14 +118,26 @@ class KeyRef:
     owner: str
     key: str
     source: str
-    customer_id: object = None
+    customer_id: uuid.UUID | str | None = None
 
-    def event(self, kind: str, **detail):
+    def event(self, kind: str, **detail: Any) -> Event:
         return record_event(source=self.source, kind=kind, key=self.key, customer_id=self.customer_id, **detail)
 
 
-@timed
-def replay_if_finished(ref: KeyRef, payload) -> Outcome | None:
+_P = ParamSpec("_P")
+_R = TypeVar("_R", bound=Outcome | None)
+
+
+class _EntryTimer(Protocol):
+    def __call__(self, entry: Callable[Concatenate[KeyRef, _P], _R], /) -> Callable[Concatenate[KeyRef, _P], _R]: ...
+
+
+# metrics.timed, typed as what it is: it keeps the entry point's signature.
+_timed: _EntryTimer = timed
+
+
+@_timed
+def replay_if_finished(ref: KeyRef, payload: object) -> Outcome | None:
     """The fast path alone: the stored answer for a finished key, or None for a new or running one.
 
     A caller may use it before its own validation, so that a replay costs one statement and
@@ -132,10 +147,10 @@ def replay_if_finished(ref: KeyRef, payload) -> Outcome | None:
     return _replay_finished(ref, payload, fingerprint_of(payload))
 
 
-@timed
+@_timed
 def run_once(
     ref: KeyRef,
-    payload,
+    payload: object,
     handler: Callable[[], StoredResponse],
     *,
     wait_seconds: float | None = None,
@@ -163,8 +178,8 @@ def run_once(
         with transaction.atomic():
             record_id = _claim(ref, payload, fingerprint, wait)
             if record_id is None:
-                # The first request finished while we waited on its row lock.
-                return _replay_finished(ref, payload, fingerprint)
+                # The first request finished while we waited on its row lock: its record is there.
+                return cast(Outcome, _replay_finished(ref, payload, fingerprint))
             response = handler()
             _store(record_id, response, commit=commit_with_answer)
     except KeyInFlight:
@@ -224,7 +239,7 @@ UPDATE {RECORDS} SET response_status = %s, response_body = %s, response_headers 
 """
 
 
-class _PreparedCursor(psycopg.Cursor):
+class _PreparedCursor(psycopg.Cursor[tuple[Any, ...]]):
     """Binds on the server and prepares each statement once per connection: the layer runs the same
     three statements on every request, and planning the replay's took longer than running it.
     Django turns psycopg's preparing off unless OPTIONS["prepare_threshold"] is set, so settings
@@ -232,8 +247,9 @@ class _PreparedCursor(psycopg.Cursor):
     the sake of poolers such as PgBouncer (one in transaction mode needs max_prepared_statements
     set for these three)."""
 
-    def execute(self, query, params=None, **options):
-        super().execute(query, params, prepare=True)
+    def execute(self, query: Query, params: Params | None = None, **options: bool | None) -> Self:
+        # psycopg's overloads keep a template apart from params; its execute() takes both.
+        super().execute(query, params, prepare=True)  # type: ignore[arg-type]
         if self._query is None and connection.queries_logged:
             # A prepared statement is sent by its name alone; Django's query log (and
             # CaptureQueriesContext) reads the statement's text from ``_query``.
@@ -241,21 +257,23 @@ class _PreparedCursor(psycopg.Cursor):
         return self
 
 
-def _statement():
+def _statement() -> CursorWrapper:
     """A Django cursor (its error translation, its query log) over a :class:`_PreparedCursor`."""
     connection.ensure_connection()
     prepared = _PreparedCursor(connection.connection)
-    return connection.make_debug_cursor(prepared) if connection.queries_logged else connection.make_cursor(prepared)
+    # django-stubs want a CursorWrapper here; Django wraps the DB-API cursor it is given.
+    return (connection.make_debug_cursor(prepared) if connection.queries_logged  # type: ignore[arg-type]
+            else connection.make_cursor(prepared))  # type: ignore[arg-type]
 
 
-def _statement_values(ref: KeyRef, **values) -> dict:
+def _statement_values(ref: KeyRef, **values: object) -> dict[str, Any]:
     """What both statements bind: the key, and the event row as ``KeyRef.event`` would write it."""
     return {"scope": ref.scope, "owner": ref.owner, "key": ref.key, "customer": ref.customer_id,
             "source": ref.source, "detail": canonical_json({"scope": ref.scope}), "now": timezone.now(),
             **values}
 
 
-def _replay_finished(ref: KeyRef, payload, fingerprint: str) -> Outcome | None:
+def _replay_finished(ref: KeyRef, payload: object, fingerprint: str) -> Outcome | None:
     with _statement() as cursor:
         cursor.execute(REPLAY_SQL, _statement_values(ref, fingerprint=fingerprint))
         row = cursor.fetchone()
@@ -269,7 +287,7 @@ def _replay_finished(ref: KeyRef, payload, fingerprint: str) -> Outcome | None:
     return Outcome(Kind.REPLAY, StoredResponse(status, bytes(body), _json(headers)))
 
 
-def _json(value):
+def _json(value: object) -> Any:
     # A raw cursor hands jsonb over as text (Django decodes it only for model fields).
     return json.loads(value) if isinstance(value, str) else value
 
@@ -284,7 +302,7 @@ def _store(record_id: int, response: StoredResponse, *, commit: bool) -> None:
     COMMIT, say) is raised here, inside the block, so everything rolls back and the key is released
     exactly as when the handler fails.
     """
-    values = [response.status, response.body, json.dumps(response.headers), record_id]
+    values: list[int | bytes | str] = [response.status, response.body, json.dumps(response.headers), record_id]
     with _statement() as cursor:
         if not commit:
             cursor.execute(STORE_SQL, values)
@@ -294,7 +312,7 @@ def _store(record_id: int, response: StoredResponse, *, commit: bool) -> None:
             connection.connection.execute("COMMIT")
 
 
-def _claim(ref: KeyRef, payload, fingerprint: str, wait: float) -> int | None:
+def _claim(ref: KeyRef, payload: object, fingerprint: str, wait: float) -> int | None:
     """Insert the key's record, or return None if another transaction committed it first."""
     values = _statement_values(ref, fingerprint=fingerprint, payload=canonical_json(payload),
                                wait=f"{max(1, int(wait * 1000))}ms")
@@ -305,7 +323,7 @@ def _claim(ref: KeyRef, payload, fingerprint: str, wait: float) -> int | None:
             if getattr(error.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE:
                 raise KeyInFlight(retry_after=max(1, round(wait))) from error
             raise
-        row = cursor.fetchone()
+        row: tuple[int] | None = cursor.fetchone()
     return row[0] if row else None
 
 

@@ -34,14 +34,16 @@ import functools
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeAlias, cast
 
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from rest_framework.exceptions import APIException
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from orders.customers import ActingRequest
 from orders.events import Kind
 from orders.idempotency import (
     FingerprintMismatch,
@@ -51,7 +53,7 @@ from orders.idempotency import (
     replay_if_finished,
     run_once,
 )
-from orders.models import Event
+from orders.models import Customer, Event
 from orders.problems import ProblemError, problem, problem_exception_handler
 
 HEADER = "Idempotency-Key"
@@ -61,6 +63,9 @@ MAX_KEY_LENGTH = 255
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
 # Headers that belong to the response that carried them, not to the answer a replay gives back.
 NOT_STORED_HEADERS = {"set-cookie", "content-length", "connection", "vary"}
+
+# problems.py's exception handler, typed as DRF's EXCEPTION_HANDLER is.
+_problem_answer: Callable[[Exception, dict[str, Any]], HttpResponse | None] = problem_exception_handler
 
 
 def sf_string(value: str) -> str:
@@ -144,7 +149,7 @@ def uuid_key(hint: str) -> KeyPolicy:
     return KeyPolicy(hint=hint, convert=_uuid_text, bare=True)
 
 
-def request_payload(request) -> dict:
+def request_payload(request: HttpRequest) -> dict[str, Any]:
     """The default payload: method, path and body (JSON content compared as JSON, anything else by hash)."""
     body = request.body
     try:
@@ -157,8 +162,9 @@ def request_payload(request) -> dict:
 class KeyedWrite:
     """One write under an ``Idempotency-Key``: the view calls it step by step (see the module's docstring)."""
 
-    def __init__(self, request, *, scope: str, policy: KeyPolicy, customer, idempotency_enabled: bool = True,
-                 source: str = Event.Source.API, wait_seconds: float | None = None):
+    def __init__(self, request: HttpRequest, *, scope: str, policy: KeyPolicy, customer: Customer,
+                 idempotency_enabled: bool = True, source: str = Event.Source.API,
+                 wait_seconds: float | None = None) -> None:
         self.request = request
         self.policy = policy
         self.idempotency_enabled = idempotency_enabled
@@ -179,7 +185,7 @@ class KeyedWrite:
         return self.key
 
     @contextlib.contextmanager
-    def refusals(self):
+    def refusals(self) -> Iterator[None]:
         """Whatever refuses the write in this block (a bad key, a malformed body, the view's own
         validation) is put on the timeline as ``rejected`` and raised on; nothing is stored."""
         try:
@@ -222,8 +228,18 @@ class KeyedWrite:
         return _as_http(outcome.response, replayed=outcome.replayed)
 
 
-def idempotent(*, scope: str, key: KeyPolicy = ANY_SF_STRING, payload: Callable[[object], object] = request_payload,
-               source: str = Event.Source.API, wait_seconds: Callable[[], float] | None = None):
+class KeyedRequest(ActingRequest):
+    """A request as an ``@idempotent`` view sees it, its key in ``idempotency_key`` (for type checkers)."""
+
+    idempotency_key: str | None
+
+
+View: TypeAlias = Callable[..., HttpResponse]
+
+
+def idempotent(*, scope: str, key: KeyPolicy = ANY_SF_STRING,
+               payload: Callable[[HttpRequest], object] = request_payload, source: str = Event.Source.API,
+               wait_seconds: Callable[[], float] | None = None) -> Callable[[View], View]:
     """``@idempotent``: a plain view that runs once per ``Idempotency-Key`` and replays its answer.
 
     For a view with nothing to validate before the key is claimed (the order view, which has, calls
@@ -241,9 +257,9 @@ def idempotent(*, scope: str, key: KeyPolicy = ANY_SF_STRING, payload: Callable[
     (default: ``IDEMPOTENCY_WAIT_SECONDS``). A safe method (GET, HEAD) passes straight through.
     """
 
-    def decorate(view):
+    def decorate(view: View) -> View:
         @functools.wraps(view)
-        def keyed_view(request, **kwargs):
+        def keyed_view(request: KeyedRequest, **kwargs: object) -> HttpResponse:
             if request.method in SAFE_METHODS:
                 return view(request, **kwargs)
             try:
@@ -254,8 +270,8 @@ def idempotent(*, scope: str, key: KeyPolicy = ANY_SF_STRING, payload: Callable[
                     write.payload = payload(request)
                     answer = write.finished_answer()
             except APIException as refused:  # a ProblemError too: customer-missing, a bad key
-
-                return _rendered(problem_exception_handler(refused, {}))
+                # DRF's handler answers every APIException.
+                return _rendered(cast(HttpResponse, _problem_answer(refused, {})))
             return answer or write.answer_once(lambda: view(request, **kwargs))
 
         return keyed_view
@@ -271,7 +287,7 @@ class _ServerErrorAnswer(Exception):
         self.response = response
 
 
-def _storable(response) -> StoredResponse:
+def _storable(response: HttpResponse) -> StoredResponse:
     """The handler's answer as the record keeps it; a 5xx is raised instead, so that everything
     rolls back and the key is released."""
     response = _rendered(response)
@@ -282,12 +298,13 @@ def _storable(response) -> StoredResponse:
                            if name.lower() not in NOT_STORED_HEADERS})
 
 
-def _rendered(response) -> HttpResponse:
+def _rendered(response: HttpResponse) -> HttpResponse:
     if isinstance(response, StreamingHttpResponse):
         raise TypeError("@idempotent stores the answer byte for byte, so it cannot wrap a streaming response")
     if isinstance(response, Response) and not response.is_rendered:
         response.accepted_renderer, response.accepted_media_type = JSONRenderer(), "application/json"
-        response.renderer_context = {}
+        # rest_framework-stubs leave out renderer_context, which render() reads.
+        response.renderer_context = {}  # type: ignore[attr-defined]
         response.render()
     return response
 

@@ -8,7 +8,7 @@ constraint no longer holds it.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -25,7 +25,7 @@ ORDER_SCOPE = "orders.create"
 ORDER_KEY = uuid_key(VALID_KEY_HINT)
 
 
-def purge_expired_keys(*, now=None, batch_size: int | None = None, max_batches: int = 1000) -> int:
+def purge_expired_keys(*, now: datetime | None = None, batch_size: int | None = None, max_batches: int = 1000) -> int:
     """Delete expired keys, ``batch_size`` rows per short transaction; return how many went."""
     cutoff = (now or timezone.now()) - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL)
     batch_size = batch_size or settings.IDEMPOTENCY_PURGE_BATCH

@@ -3,24 +3,28 @@ handler that places the order and answers. The bench's peers protect this same h
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.http import HttpResponse
 from django.utils.module_loading import import_string
 from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
 
 from orders import services
 from orders.models import Customer
 from orders.serializers import OrderInSerializer, PlacedOrderSerializer
 
 
-def validated_order(data) -> dict:
+def validated_order(data: object) -> dict[str, Any]:
     """The order's own validation: runs before the key is claimed, so its 400 does not spend the key."""
     incoming = OrderInSerializer(data=data)
     incoming.is_valid(raise_exception=True)
-    return incoming.validated_data
+    validated: dict[str, Any] = incoming.validated_data
+    return validated
 
 
-def order_payload(data) -> dict:
+def order_payload(data: object) -> dict[str, Any]:
     """What a retry must repeat, compared with the first request's: the parsed body's items and note
     (note defaults to ""), so key order, spacing and unknown extra fields never matter."""
     if not isinstance(data, dict):
@@ -31,7 +35,8 @@ def order_payload(data) -> dict:
     return {"items": items, "note": data.get("note", "")}
 
 
-def order_answer(request, *, customer: Customer, validated: dict, key: str | None, idempotent: bool) -> HttpResponse:
+def order_answer(request: Request, *, customer: Customer, validated: dict[str, Any], key: str | None,
+                 idempotent: bool) -> HttpResponse:
     """The order handler, run while the key is claimed: place the order and answer 201 with it,
     serialized from what was just written.
 

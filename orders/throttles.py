@@ -16,8 +16,14 @@ room, it never stands between a customer and their cake.
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.conf import settings
+from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
+
+from orders.customers import ActingAPIRequest
 
 OFF = {"", "off", "none"}
 
@@ -25,21 +31,24 @@ OFF = {"", "off", "none"}
 class OrderRateThrottle(SimpleRateThrottle):
     scope = "orders"
     rate_setting = "ORDER_THROTTLE_RATE"
+    # Set by SimpleRateThrottle.__init__ from the rate (rest_framework-stubs leave them out); read only with a rate.
+    num_requests: int
+    duration: int
 
-    def get_rate(self):
+    def get_rate(self) -> str | None:
         rate = (getattr(settings, self.rate_setting) or "").strip().lower()
         return None if rate in OFF else rate
 
-    def get_cache_key(self, request, view):
+    def get_cache_key(self, request: Request, view: APIView) -> str | None:
         if request.method != "POST":
             return None
         # A session that is not a customer yet is counted by its address, so a script that drops
         # its cookies to start afresh every time still meets the throttle.
-        customer_id = request.acting.saved_id  # from the cookie: no query
+        customer_id = cast(ActingAPIRequest, request).acting.saved_id  # from the cookie: no query
         ident = f"customer-{customer_id}" if customer_id else f"address-{self.get_ident(request)}"
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
-    def allow_request(self, request, view):
+    def allow_request(self, request: Request, view: APIView) -> bool:
         if self.rate is None:
             return True
         key = self.get_cache_key(request, view)
@@ -56,7 +65,7 @@ class OrderRateThrottle(SimpleRateThrottle):
             return True
         return not isinstance(count, int) or count <= self.num_requests
 
-    def wait(self):
+    def wait(self) -> float:
         return max(1.0, self.window_ends - self.now)
 
 

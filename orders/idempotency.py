@@ -30,7 +30,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Concatenate, ParamSpec, Protocol, Self, TypeVar, cast
+from typing import Any, Self, cast
 
 import psycopg
 from django.conf import settings
@@ -124,19 +124,7 @@ class KeyRef:
         return record_event(source=self.source, kind=kind, key=self.key, customer_id=self.customer_id, **detail)
 
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R", bound=Outcome | None)
-
-
-class _EntryTimer(Protocol):
-    def __call__(self, entry: Callable[Concatenate[KeyRef, _P], _R], /) -> Callable[Concatenate[KeyRef, _P], _R]: ...
-
-
-# metrics.timed, typed as what it is: it keeps the entry point's signature.
-_timed: _EntryTimer = timed
-
-
-@_timed
+@timed
 def replay_if_finished(ref: KeyRef, payload: object) -> Outcome | None:
     """The fast path alone: the stored answer for a finished key, or None for a new or running one.
 
@@ -147,7 +135,7 @@ def replay_if_finished(ref: KeyRef, payload: object) -> Outcome | None:
     return _replay_finished(ref, payload, fingerprint_of(payload))
 
 
-@_timed
+@timed
 def run_once(
     ref: KeyRef,
     payload: object,

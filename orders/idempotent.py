@@ -64,9 +64,6 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
 # Headers that belong to the response that carried them, not to the answer a replay gives back.
 NOT_STORED_HEADERS = {"set-cookie", "content-length", "connection", "vary"}
 
-# problems.py's exception handler, typed as DRF's EXCEPTION_HANDLER is.
-_problem_answer: Callable[[Exception, dict[str, Any]], HttpResponse | None] = problem_exception_handler
-
 
 def sf_string(value: str) -> str:
     """The text of an RFC 8941 sf-string (``"…"`` with ``\\"`` and ``\\\\`` escapes, printable ASCII)."""
@@ -271,7 +268,7 @@ def idempotent(*, scope: str, key: KeyPolicy = ANY_SF_STRING,
                     answer = write.finished_answer()
             except APIException as refused:  # a ProblemError too: customer-missing, a bad key
                 # DRF's handler answers every APIException.
-                return _rendered(cast(HttpResponse, _problem_answer(refused, {})))
+                return _rendered(cast(HttpResponse, problem_exception_handler(refused, {})))
             return answer or write.answer_once(lambda: view(request, **kwargs))
 
         return keyed_view

@@ -19,12 +19,14 @@ a scrape sums them all.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from functools import wraps
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 from django.conf import settings
 from django.db import connection
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from orders.events import Kind
 from orders.models import DecisionTally, Event
@@ -44,11 +46,30 @@ LAYER_SECONDS = Histogram(
 )
 
 
-def timed(entry):
+class _Scoped(Protocol):
+    """What a layer entry point is called with first: a key's reference, which names its scope."""
+
+    @property
+    def scope(self) -> str: ...
+
+
+class _Decided(Protocol):
+    """What a layer entry point returns: an outcome, which names its decision."""
+
+    @property
+    def decision(self) -> str: ...
+
+
+_Ref = TypeVar("_Ref", bound=_Scoped)
+_Params = ParamSpec("_Params")
+_Result = TypeVar("_Result", bound=_Decided | None)
+
+
+def timed(entry: Callable[Concatenate[_Ref, _Params], _Result]) -> Callable[Concatenate[_Ref, _Params], _Result]:
     """The layer's one metrics hook: time a layer entry point that returns an ``Outcome`` (or None)."""
 
     @wraps(entry)
-    def measured(guard, *args, **kwargs):
+    def measured(guard: _Ref, /, *args: _Params.args, **kwargs: _Params.kwargs) -> _Result:
         started = time.perf_counter()
         outcome = entry(guard, *args, **kwargs)
         if outcome is not None:
@@ -82,7 +103,7 @@ def decision_counts() -> dict[tuple[str, str], int]:
 class DecisionCollector:
     """``bakery_idempotency_decisions_total{decision, scope}``, counted in PostgreSQL at scrape time."""
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(
             "bakery_idempotency_decisions",
             "Decisions of the idempotency layer (new, replay, conflict, mismatch, rejected, released, "
@@ -95,7 +116,7 @@ class DecisionCollector:
 
 
 class _ThisProcess:
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         yield from LAYER_SECONDS.collect()
 
 
@@ -105,7 +126,8 @@ def exposition() -> bytes:
     if settings.PROMETHEUS_MULTIPROC_DIR:
         from prometheus_client import multiprocess
 
-        multiprocess.MultiProcessCollector(registry)
+        # prometheus_client leaves MultiProcessCollector's __init__ unannotated.
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry.register(_ThisProcess())
     registry.register(DecisionCollector())

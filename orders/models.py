@@ -24,10 +24,10 @@ class Cake(models.Model):
         # The table keeps the name it was created with, when the catalogue lived in the site's app.
         db_table = "bakery_cake"
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name
 
-    def get_absolute_url(self):
+    def get_absolute_url(self) -> str:
         return reverse("cake-detail", kwargs={"slug": self.slug})
 
     @property
@@ -49,7 +49,7 @@ class Customer(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(auto_now=True, db_index=True)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.label or str(self.id)
 
 
@@ -110,7 +110,7 @@ class Order(models.Model):
             )
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"Order #{self.pk}"
 
     @property
@@ -132,7 +132,7 @@ class OrderItem(models.Model):
             )
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.quantity} x {self.cake}"
 
 
@@ -160,7 +160,7 @@ class IdempotencyRecord(models.Model):
             models.UniqueConstraint(fields=["scope", "owner", "key"], name="one_record_per_scope_owner_key")
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.scope} {self.key}"
 
 
@@ -224,7 +224,7 @@ class Event(models.Model):
             models.Index(fields=["order"], name="orders_event_order", condition=Q(order__isnull=False)),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.source}:{self.kind} {self.key}"
 
 
@@ -251,7 +251,7 @@ class OutboxMessage(models.Model):
             models.Index(fields=["id"], condition=models.Q(dispatched_at__isnull=True), name="outbox_pending")
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.task}{tuple(self.args)}"
 
 
@@ -269,5 +269,5 @@ class DecisionTally(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["kind", "scope"], name="one_tally_per_kind_scope")]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.kind} {self.scope}: {self.count}"

@@ -18,6 +18,8 @@ import base64
 import json
 import logging
 import threading
+from collections.abc import Container
+from typing import TYPE_CHECKING, cast
 
 import psycopg
 from celery import current_app
@@ -26,6 +28,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from orders.models import OutboxMessage
+
+if TYPE_CHECKING:
+    from kombu import Connection
+    from kombu.connection import ConnectionPool
+    from kombu.transport.redis import Channel as RedisChannel
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +43,7 @@ LISTEN_IDLE_SECONDS = 5.0
 RECONNECT_SECONDS = 1.0
 
 
-def enqueue(task: str, *args) -> OutboxMessage:
+def enqueue(task: str, *args: object) -> OutboxMessage:
     """Write ``task(*args)`` to the outbox in the caller's transaction; it is relayed after the commit."""
     return OutboxMessage.objects.create(task=task, args=list(args))
 
@@ -59,8 +66,11 @@ def relay(*, ids: list[int] | None = None, limit: int = 200) -> int:
             # A pooled broker connection that gives up at once when Redis is down (kombu's default
             # retries for seconds). Results are ignored, so publishing never touches the result
             # backend either.
-            with app.pool.acquire(block=True) as broker:
-                broker.ensure_connection(max_retries=1, interval_start=0, timeout=BROKER_TIMEOUT_SECONDS)
+            # Celery's app.pool is kombu's pool of broker connections; celery-types call it a ProducerPool.
+            pool: ConnectionPool = app.pool  # type: ignore[assignment]
+            broker: Connection
+            with pool.acquire(block=True) as broker:
+                _connect_at_once(broker)
                 for message in batch:
                     app.send_task(message.task, args=message.args, retry=False, ignore_result=True,
                                   connection=broker)
@@ -110,25 +120,32 @@ def _relay_all(batch: int = 200) -> None:
         pass
 
 
-def queued(tasks) -> set[tuple[str, int]] | None:
+def _connect_at_once(broker: Connection) -> None:
+    """Connect ``broker`` with one short attempt: raises at once when Redis is down."""
+    # kombu takes the timeout in seconds, fractions too; kombu-stubs type it as an int.
+    broker.ensure_connection(max_retries=1, interval_start=0, timeout=BROKER_TIMEOUT_SECONDS)  # type: ignore[arg-type]
+
+
+def queued(tasks: Container[str]) -> set[tuple[str, int]] | None:
     """(task, first argument) of every message still waiting in the broker's queue for ``tasks``,
     or None when the broker cannot be asked. Messages a worker has taken are not included."""
     try:
         with current_app.connection_for_read() as broker:
-            broker.ensure_connection(max_retries=1, interval_start=0, timeout=BROKER_TIMEOUT_SECONDS)
-            channel = broker.default_channel
+            _connect_at_once(broker)
+            channel = cast("RedisChannel", broker.default_channel)  # the broker is Redis (CELERY_BROKER_URL)
             queue = current_app.conf.task_default_queue
-            raw = []
+            raw: list[bytes] = []
             for priority in channel.priority_steps:  # kombu's Redis queue is one list per priority
-                raw += channel.client.lrange(channel._q_for_pri(queue, priority), 0, -1)
+                # kombu-stubs leave out the channel's private _q_for_pri, which names each list.
+                raw += channel.client.lrange(channel._q_for_pri(queue, priority), 0, -1)  # type: ignore[attr-defined]
     except Exception as error:  # the broker is down: nobody can say what waits in it
         logger.info("outbox: cannot read the broker's queue (%s)", error)
         return None
-    waiting = set()
+    waiting: set[tuple[str, int]] = set()
     for item in raw:
         message = json.loads(item)
         task = (message.get("headers") or {}).get("task")
-        if task in tasks:
+        if isinstance(task, str) and task in tasks:
             args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))  # Celery's message protocol 2
             if args:
                 waiting.add((task, args[0]))

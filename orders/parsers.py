@@ -12,6 +12,9 @@ So the body is checked once, here, and every view after it sees only storable te
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import IO, Any
+
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
@@ -34,9 +37,9 @@ def text_problem(text: str) -> str | None:
     return None
 
 
-def check_storable(data) -> None:
+def check_storable(data: object) -> None:
     """Walk the parsed body without recursion; raise :class:`UnstorableBody` naming the first bad place."""
-    stack = [(data, "body", 1)]
+    stack: list[tuple[object, str, int]] = [(data, "body", 1)]
     while stack:
         value, path, depth = stack.pop()
         if depth > MAX_DEPTH:
@@ -56,7 +59,8 @@ def check_storable(data) -> None:
 
 
 class StorableJSONParser(JSONParser):
-    def parse(self, stream, media_type=None, parser_context=None):
+    def parse(self, stream: IO[Any], media_type: str | None = None,
+              parser_context: Mapping[str, Any] | None = None) -> dict[str, Any]:
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:

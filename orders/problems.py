@@ -9,9 +9,11 @@ are the ones other implementations of the IETF draft answer with (``missing-key`
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 from django.core.exceptions import BadRequest, RequestDataTooBig
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.views.csrf import csrf_failure as django_csrf_failure
@@ -105,8 +107,8 @@ def code_of(slug: str) -> str:
     return CODES.get(slug, slug)
 
 
-def problem(slug: str, detail: str, *, headers: dict | None = None, status: int | None = None,
-            **extra) -> HttpResponse:
+def problem(slug: str, detail: str, *, headers: dict[str, str] | None = None, status: int | None = None,
+            **extra: Any) -> HttpResponse:
     default_status, title = PROBLEMS[slug]
     status = status or default_status
     body = {"type": TYPE_BASE + slug, "code": code_of(slug), "title": title, "status": status, "detail": detail,
@@ -120,13 +122,13 @@ def problem(slug: str, detail: str, *, headers: dict | None = None, status: int 
 class ProblemError(exceptions.APIException):
     """Raise from anywhere in an API view to answer with a problem document."""
 
-    def __init__(self, slug: str, detail: str, *, headers: dict | None = None, **extra):
+    def __init__(self, slug: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
         self.slug, self.problem_detail, self.headers, self.extra = slug, detail, headers or {}, extra
         self.status_code = PROBLEMS[slug][0]
         super().__init__(detail)
 
 
-def problem_exception_handler(exc, context):
+def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:
     """DRF's exception handler, speaking problem+json for every error the API can give."""
     if isinstance(exc, ProblemError):
         return problem(exc.slug, exc.problem_detail, headers=exc.headers, **exc.extra)
@@ -138,7 +140,8 @@ def problem_exception_handler(exc, context):
     if isinstance(exc, UnstorableBody):
         return problem("invalid-request", str(exc.detail))
     if isinstance(exc, exceptions.Throttled):
-        wait = max(1, exc.wait or 1)
+        # DRF sets Throttled.wait (whole seconds, or None); its stubs leave the attribute out.
+        wait = max(1, exc.wait or 1)  # type: ignore[attr-defined]
         return problem("too-many-requests", f"Too many orders from you in a short time. Retry in {wait} s.",
                        headers={"Retry-After": str(wait)})
     if isinstance(exc, exceptions.ParseError):
@@ -155,7 +158,7 @@ def problem_exception_handler(exc, context):
     return response
 
 
-def _flatten(detail, prefix="") -> str:
+def _flatten(detail: object, prefix: str = "") -> str:
     """Turn DRF's nested error dict into one readable sentence."""
     if isinstance(detail, dict):
         return "; ".join(
@@ -174,7 +177,7 @@ STATUS_SLUGS = {400: "invalid-request", 403: "forbidden", 404: "not-found", 405:
                 413: "body-too-large", 415: "unsupported-media-type", 429: "too-many-requests"}
 
 
-def _detail_for(request, response) -> str:
+def _detail_for(request: HttpRequest, response: HttpResponse) -> str:
     if response.status_code == 404:
         return f"There is nothing at {request.path}."
     if response.status_code == 405:
@@ -189,10 +192,10 @@ class ApiProblemMiddleware:
     (Django's URL resolver, its request parsing, plain views) so an API client never gets HTML.
     """
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if (request.path.startswith(API_PREFIX) and 400 <= response.status_code < 500
                 and not response.get("Content-Type", "").startswith(PROBLEM_CONTENT_TYPE)):
@@ -203,14 +206,14 @@ class ApiProblemMiddleware:
         return response
 
 
-def csrf_failure(request, reason="") -> HttpResponse:
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """CSRF_FAILURE_VIEW: the API's problem for API paths, Django's page everywhere else."""
     if request.path.startswith(API_PREFIX):
         return problem("csrf-failed", f"CSRF Failed: {reason}")
     return django_csrf_failure(request, reason)
 
 
-def server_error(request) -> HttpResponse:
+def server_error(request: HttpRequest) -> HttpResponse:
     """handler500: API callers get problem+json, people get the styled page."""
     if request.path.startswith(API_PREFIX):
         return problem("server-error", "Something went wrong in the bakery. Nothing was half-written: "
@@ -218,7 +221,7 @@ def server_error(request) -> HttpResponse:
     return render(request, "500.html", status=500)
 
 
-def bad_request(request, exception=None) -> HttpResponse:
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """handler400: a request Django would not read (a form body not in UTF-8, too many fields, a
     forged Host) gets a 400, or a 413 for a body over DATA_UPLOAD_MAX_MEMORY_SIZE.
 
@@ -239,7 +242,7 @@ def bad_request(request, exception=None) -> HttpResponse:
 
 
 @require_GET
-def problem_catalogue(request) -> HttpResponse:
+def problem_catalogue(request: HttpRequest) -> HttpResponse:
     """GET /api/problems/: every problem type this API answers with, and what to do about it."""
     return JsonResponse({"problems": [
         {"type": TYPE_BASE + slug, "code": code_of(slug), "status": status, "title": title, "advice": ADVICE[slug]}

@@ -17,5 +17,5 @@ def order_list(*, customer: Customer | None) -> QuerySet[Order]:
     )
 
 
-def order_get(*, customer: Customer | None, order_id) -> Order | None:
+def order_get(*, customer: Customer | None, order_id: int) -> Order | None:
     return order_list(customer=customer).filter(pk=order_id).first()

@@ -1,24 +1,34 @@
+from typing import Any, TypedDict
+
 from django.core.validators import slug_re
 from django.urls import reverse
 from rest_framework import serializers
 
 from orders.models import Cake, Order, OrderItem
+from orders.services import OrderLine
 
 MAX_QUANTITY = 50
 MAX_NOTE = 500
 
 
-class CakeField(serializers.SlugRelatedField):
+class OrderIn(TypedDict):
+    """An order as :class:`OrderInSerializer` validates it."""
+
+    items: list[OrderLine]
+    note: str
+
+
+class CakeField(serializers.SlugRelatedField[Cake]):
     """A cake by its slug. Only something shaped like a slug is looked up, so text the database
     cannot compare (a NUL, a dict) is "no such cake", never a database error."""
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: object) -> Cake:
         if not isinstance(data, str) or not slug_re.match(data):
             self.fail("does_not_exist", slug_name=self.slug_field, value=str(data)[:80])
         return super().to_internal_value(data)
 
 
-class OrderLineInSerializer(serializers.Serializer):
+class OrderLineInSerializer(serializers.Serializer[OrderLine]):
     cake = CakeField(
         slug_field="slug",
         queryset=Cake.objects.filter(is_available=True),
@@ -34,15 +44,16 @@ class OrderLineInSerializer(serializers.Serializer):
     )
 
 
-class OrderInSerializer(serializers.Serializer):
-    items = OrderLineInSerializer(many=True, allow_empty=False, max_length=20)
+class OrderInSerializer(serializers.Serializer[OrderIn]):
+    # many=True makes a ListSerializer, which takes max_length; the stubs type the call as the child's.
+    items = OrderLineInSerializer(many=True, allow_empty=False, max_length=20)  # type: ignore[call-arg]
     note = serializers.CharField(max_length=MAX_NOTE, allow_blank=True, required=False, default="",
                                  trim_whitespace=False)
 
-    def validate_items(self, items: list[dict]) -> list[dict]:
+    def validate_items(self, items: list[OrderLine]) -> list[OrderLine]:
         """One line per cake: repeated lines are merged, and the limit holds for the merged line,
         so 20 lines of 50 shortcakes are not an order of 1,000."""
-        merged: dict[int, dict] = {}
+        merged: dict[int, OrderLine] = {}
         for line in items:
             cake = line["cake"]
             merged.setdefault(cake.pk, {"cake": cake, "quantity": 0})["quantity"] += line["quantity"]
@@ -54,7 +65,7 @@ class OrderInSerializer(serializers.Serializer):
         return list(merged.values())
 
 
-class OrderItemSerializer(serializers.ModelSerializer):
+class OrderItemSerializer(serializers.ModelSerializer[OrderItem]):
     cake = serializers.CharField(source="cake.slug")
     name = serializers.CharField(source="cake.name")
 
@@ -63,8 +74,9 @@ class OrderItemSerializer(serializers.ModelSerializer):
         fields = ["cake", "name", "quantity", "unit_price"]
 
 
-class OrderSerializer(serializers.ModelSerializer):
-    items = OrderItemSerializer(many=True)
+class OrderSerializer(serializers.ModelSerializer[Order]):
+    # Any kind of field: PlacedOrderSerializer answers the items by a method instead.
+    items: serializers.Field[Any, Any, Any, Any] = OrderItemSerializer(many=True)
     url = serializers.SerializerMethodField()
     payment = serializers.SerializerMethodField()
     invoice = serializers.SerializerMethodField()
@@ -77,10 +89,10 @@ class OrderSerializer(serializers.ModelSerializer):
             "idempotent", "created_at", "payment", "invoice", "emails_sent",
         ]
 
-    def get_url(self, order) -> str:
+    def get_url(self, order: Order) -> str:
         return reverse("api-order-detail", kwargs={"pk": order.pk})
 
-    def get_payment(self, order) -> dict | None:
+    def get_payment(self, order: Order) -> dict[str, Any] | None:
         charge = getattr(order, "charge", None)
         if charge is None:
             return None
@@ -91,7 +103,7 @@ class OrderSerializer(serializers.ModelSerializer):
             "failure_reason": charge.failure_reason,
         }
 
-    def get_invoice(self, order) -> dict | None:
+    def get_invoice(self, order: Order) -> dict[str, Any] | None:
         invoice = getattr(order, "invoice", None)
         if invoice is None:
             return None
@@ -102,7 +114,7 @@ class OrderSerializer(serializers.ModelSerializer):
             "url": reverse("invoice-detail", kwargs={"number": invoice.number}),
         }
 
-    def get_emails_sent(self, order) -> int:
+    def get_emails_sent(self, order: Order) -> int:
         return 1 if getattr(order, "email_receipt", None) is not None else 0
 
 
@@ -116,18 +128,19 @@ class PlacedOrderSerializer(OrderSerializer):
 
     items = serializers.SerializerMethodField()
 
-    def __init__(self, order: Order, *, items: list[OrderItem]):
+    def __init__(self, order: Order, *, items: list[OrderItem]) -> None:
         super().__init__(order)
         self.placed_items = items
 
-    def get_items(self, order) -> list[dict]:
-        return OrderItemSerializer(self.placed_items, many=True).data
+    def get_items(self, order: Order) -> list[dict[str, Any]]:
+        # many=True makes a ListSerializer, whose data is a list; the stubs type it as the child's dict.
+        return OrderItemSerializer(self.placed_items, many=True).data  # type: ignore[return-value]
 
-    def get_payment(self, order) -> None:
+    def get_payment(self, order: Order) -> None:
         return None
 
-    def get_invoice(self, order) -> None:
+    def get_invoice(self, order: Order) -> None:
         return None
 
-    def get_emails_sent(self, order) -> int:
+    def get_emails_sent(self, order: Order) -> int:
         return 0

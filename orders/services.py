@@ -6,16 +6,26 @@ core names the work, the back office that runs it is not imported.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from decimal import Decimal
+from typing import TypedDict
 
 from django.db import connection, transaction
 
 from orders.events import Kind, record_event
-from orders.models import Customer, Event, IdempotencyRecord, Order, OrderItem
+from orders.models import Cake, Customer, Event, IdempotencyRecord, Order, OrderItem
 from orders.outbox import enqueue
 
 
-def _lock_customers_alone(customer_ids: list) -> None:
+class OrderLine(TypedDict):
+    """One line of an order to place: a cake and how many."""
+
+    cake: Cake
+    quantity: int
+
+
+def _lock_customers_alone(customer_ids: list[uuid.UUID]) -> None:
     """The customers' transaction-scoped advisory locks, exclusively, taken in id order (so two resets
     of overlapping customers never deadlock). Every order INSERT takes its customer's lock shared, in a
     trigger (migration 0006), so a reset never runs while one of the customer's orders is half-placed,
@@ -28,7 +38,8 @@ def _lock_customers_alone(customer_ids: list) -> None:
 # No savepoint of its own: inside a caller's transaction (the idempotency layer's) a failure
 # here rolls the whole of it back anyway, and nobody catches one to carry on.
 @transaction.atomic(savepoint=False)
-def order_place(*, customer: Customer, items: list[dict], note: str = "", idempotency_key=None,
+def order_place(*, customer: Customer, items: list[OrderLine], note: str = "",
+                idempotency_key: str | uuid.UUID | None = None,
                 idempotent: bool = True) -> tuple[Order, list[OrderItem]]:
     """Store an order with its items and hand fulfilment to the back office, all in one transaction.
 
@@ -51,7 +62,7 @@ def order_place(*, customer: Customer, items: list[dict], note: str = "", idempo
     return order, placed
 
 
-def customer_save_identity(*, customer_id, label: str) -> None:
+def customer_save_identity(*, customer_id: uuid.UUID, label: str) -> None:
     """Make a customer of an identity handed out before its first write, under its id. Two
     first writes racing with the same identity make one row: the second INSERT waits for the first
     and then does nothing."""
@@ -70,7 +81,7 @@ def customer_reset(*, customer: Customer) -> None:
 
 
 @transaction.atomic
-def customers_reset(*, customer_ids) -> None:
+def customers_reset(*, customer_ids: Iterable[uuid.UUID]) -> None:
     """Reset these customers' bakeries (see :func:`customer_reset`) in one transaction. It takes one
     lock per customer: a caller with thousands resets them in batches, a transaction each.
 

@@ -4,6 +4,7 @@ a Celery worker and beat, orders placed over HTTP, and what its terminal shows."
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pty
 import re
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -98,6 +100,18 @@ class Customer:
     def idempotency(self, on: bool) -> None:
         self.http.patch(ME_PATH, json={"idempotency": on},
                         headers={CSRF_HEADER: self.http.cookies[CSRF_COOKIE]}).raise_for_status()
+
+
+@contextlib.contextmanager
+def serving_demo(prefix: str, extra_env: dict | None = None) -> Iterator[Demo]:
+    """A demo in a data folder of its own, once its banner says it serves; stopped afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as data:
+        running = Demo(Path(data), free_port(), extra_env)
+        try:
+            running.wait_for(r"^  What happens, one line each:$", timeout=START_SECONDS)
+            yield running
+        finally:
+            running.stop()
 
 
 @pytest.fixture

@@ -8,10 +8,8 @@ retrying with their keys; the terminal and the dashboard say what the room got.
 from __future__ import annotations
 
 import re
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -19,8 +17,8 @@ import pytest
 from django.test import Client
 
 from bakery import kitchen_fire
-from bakery.engines import DATABASE_NAME, free_port
-from tests.bakery.test_demo import START_SECONDS, STORY, Customer, Demo
+from bakery.engines import DATABASE_NAME
+from tests.bakery.test_demo import STORY, Customer, Demo, serving_demo
 
 pytestmark = [pytest.mark.worker]
 
@@ -29,13 +27,8 @@ FIRE = "/workshop/fire/"
 
 @pytest.fixture(scope="module")
 def demo():
-    with tempfile.TemporaryDirectory(prefix="bakery-fire-demo-") as data:
-        running = Demo(Path(data), free_port())
-        try:
-            running.wait_for(r"^  What happens, one line each:$", timeout=START_SECONDS)
-            yield running
-        finally:
-            running.stop()
+    with serving_demo("bakery-fire-demo-") as running:
+        yield running
 
 
 class Facilitator:

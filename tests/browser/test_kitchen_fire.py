@@ -9,13 +9,10 @@ Screenshots: artifacts/screenshots/kitchen-fire-{panel,dashboard-during,phone-du
 from __future__ import annotations
 
 import re
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from bakery.engines import free_port
-from tests.bakery.test_demo import START_SECONDS, STORY, Demo
+from tests.bakery.test_demo import STORY, Demo, serving_demo
 from tests.bakery.test_kitchen_fire import demo_database
 from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
 
@@ -27,13 +24,8 @@ SECONDS = 5
 
 @pytest.fixture(scope="module")
 def demo():
-    with tempfile.TemporaryDirectory(prefix="bakery-fire-browser-") as data:
-        running = Demo(Path(data), free_port())
-        try:
-            running.wait_for(r"^  What happens, one line each:$", timeout=START_SECONDS)
-            yield running
-        finally:
-            running.stop()
+    with serving_demo("bakery-fire-browser-") as running:
+        yield running
 
 
 def set_postgres_on_fire(desk, demo: Demo) -> None:

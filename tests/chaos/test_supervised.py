@@ -12,19 +12,17 @@ from __future__ import annotations
 import os
 import re
 import signal
-import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 
-from bakery.engines import DATABASE_NAME, free_port
-from tests.bakery.test_demo import START_SECONDS, STORY, Customer, Demo, demo_part_pid
+from bakery.engines import DATABASE_NAME
+from tests.bakery.test_demo import STORY, Customer, Demo, demo_part_pid, serving_demo
 from tests.chaos.drills import RECOVERY_LIMIT_SECONDS, RESULTS, DrillResult
 
 pytestmark = [pytest.mark.worker, pytest.mark.chaos]
@@ -34,14 +32,9 @@ FINAL = ("notified", "payment_failed")
 
 @pytest.fixture(scope="module")
 def demo():
-    with tempfile.TemporaryDirectory(prefix="bakery-chaos-demo-") as data:
-        # The shoppers order one after another for as long as a fault lasts: the throttles are off.
-        running = Demo(Path(data), free_port(), {"ORDER_THROTTLE_RATE": "off", "ORDER_BURST_RATE": "off"})
-        try:
-            running.wait_for(r"^  What happens, one line each:$", timeout=START_SECONDS)
-            yield running
-        finally:
-            running.stop()
+    # The shoppers order one after another for as long as a fault lasts: the throttles are off.
+    with serving_demo("bakery-chaos-demo-", {"ORDER_THROTTLE_RATE": "off", "ORDER_BURST_RATE": "off"}) as running:
+        yield running
 
 
 class Shoppers:

@@ -8,8 +8,8 @@ Plain function views: a full page on a normal request, the named partial when ht
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
@@ -94,17 +94,22 @@ def reset(request: BakeryRequest) -> HttpResponse:
     customer = request.acting.existing()
     if customer is not None:  # a visitor has nothing to reset, and is not made a customer for it
         services.customer_reset(customer=customer)
-    response = page_or_partial(request, page=lambda: redirect(_back(request)), partial="bakery/_reset_done.html")
+    response = page_or_partial(request, page=lambda: HttpResponseRedirect(_back(request)),
+                               partial="bakery/_reset_done.html")
     if request.htmx:
         response["HX-Trigger"] = "bakery:reset"
     return response
 
 
 def _back(request: BakeryRequest) -> str:
-    back = request.POST.get("next") or reverse("cake-list")
-    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
-        back = reverse("cake-list")
-    return back
+    """Where the reset sends the visitor: a path on this site, else the cakes.
+
+    A path, never a view name: Django's ``redirect()`` would try to reverse a bare word such as ``0``.
+    """
+    back = request.POST.get("next", "")
+    if back.startswith("/") and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        return back
+    return reverse("cake-list")
 
 
 def page_not_found(request: BakeryRequest, exception=None) -> HttpResponse:

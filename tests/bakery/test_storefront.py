@@ -101,6 +101,22 @@ def test_reset_is_csrf_protected_and_clears_my_bakery_only(customer_client, cake
     assert not Event.objects.filter(customer_id=customer_client.customer_id).exists()
 
 
+@pytest.mark.parametrize(("next_value", "lands_on"), [
+    ("/kitchen/", "/kitchen/"),
+    ("/compare/?scene=a", "/compare/?scene=a"),
+    ("0", "/"),                        # a bare word is not a view name to look up
+    ("cake-list", "/"),
+    ("kitchen", "/"),
+    ("https://evil.example/", "/"),    # nor another site
+    ("//evil.example/", "/"),
+    ("", "/"),
+])
+def test_reset_sends_the_visitor_back_to_a_page_of_this_site_only(customer_client, next_value, lands_on):
+    token = customer_client.cookies["csrftoken"].value
+    response = customer_client.post("/reset/", {"csrfmiddlewaretoken": token, "next": next_value})
+    assert response.status_code == 302 and response["Location"] == lands_on
+
+
 @pytest.fixture
 def instant_tunnel(settings):
     settings.TUNNEL_HOLD_SECONDS = 0

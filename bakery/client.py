@@ -129,17 +129,24 @@ class OrderClient:
                                       headers={"Accept": "application/json"}, verify=tls_context(),
                                       transport=transport)
 
-    async def start(self, *, idempotency: bool | None = None, login_path: str | None = None) -> dict:
+    async def start(self, *, idempotency: bool | None = None, login_path: str | None = None,
+                    as_visitor: bool = False) -> dict:
         """Become a customer: ``GET /api/me/`` gives the csrftoken cookie and the customer's scope
         (reading creates nothing),
         then the first write, setting the idempotency switch (on unless asked otherwise), makes this
-        client a customer. Logs in first when ``login_path`` is given."""
-        (await self.http.get(ME_PATH)).raise_for_status()
+        client a customer. Logs in first when ``login_path`` is given.
+
+        ``as_visitor=True`` is a phone's way in: the switch is written only when it must change,
+        so a visitor whose switch is already right stays a visitor until its first order makes it a
+        customer, one request sooner (a room of 200 starts in half the requests)."""
+        me = (await self.http.get(ME_PATH)).raise_for_status().json()
         if login_path:
             (await self.http.post(login_path, headers=order_headers(self.csrf_token))).raise_for_status()
-        switched = await self.http.patch(ME_PATH, json={"idempotency": idempotency is not False},
-                                         headers=order_headers(self.csrf_token))
-        me = switched.raise_for_status().json()
+        wanted = idempotency is not False
+        if not as_visitor or me["idempotency"] != wanted:
+            switched = await self.http.patch(ME_PATH, json={"idempotency": wanted},
+                                             headers=order_headers(self.csrf_token))
+            me = switched.raise_for_status().json()
         self.customer_id, self.label = me["customer"], me["label"]
         return me
 

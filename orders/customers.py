@@ -170,7 +170,7 @@ class Acting:
       ``idempotency_enabled`` are loaded; another field reads the row).
     * :meth:`existing` for a read: the whole row if it exists; never makes one.
     * :attr:`identity` for a page that shows a visitor who it is before its first write.
-    * :attr:`saved_id` for a counter: the saved customer's id without a query, or None.
+    * :attr:`counted_id` for a counter: the id the cookie names, saved or not, without a query.
     """
 
     def __init__(self, request: HttpRequest, *, phone: Customer | None = None) -> None:
@@ -189,11 +189,17 @@ class Acting:
         return self._identity
 
     @property
-    def saved_id(self) -> uuid.UUID | None:
+    def counted_id(self) -> uuid.UUID | None:
+        """Whose requests these are, for a counter: the customer's id, or the identity's that becomes
+        it with the first write, or None without a valid cookie. A phone whose first order's answer
+        was lost in the tunnel still holds the cookie of an identity, and its retries are its own:
+        not counted by the address they would share with a whole room behind one Wi-Fi. (Minting
+        identities to dodge a counter ends at the customers an address may make:
+        :func:`admit_new_customers`.)"""
         if self._customer is not None:
             return self._customer.pk
         named = cookie_identity(self._request)
-        return named.id if named and named.saved else None
+        return named.id if named else None
 
     def customer(self, *, new_allowed: bool = False) -> Customer:
         """The customer a write acts for. A cookie that holds only an identity makes its customer a

@@ -42,9 +42,10 @@ class OrderRateThrottle(SimpleRateThrottle):
     def get_cache_key(self, request: Request, view: APIView) -> str | None:
         if request.method != "POST":
             return None
-        # A session that is not a customer yet is counted by its address, so a script that drops
-        # its cookies to start afresh every time still meets the throttle.
-        customer_id = cast(ActingAPIRequest, request).acting.saved_id  # from the cookie: no query
+        # Counted by the cookie's customer, saved or not yet (see Acting.counted_id); a request without
+        # one by its address. A script that drops its cookies to start afresh every time makes a new
+        # customer each time, and an address makes at most CUSTOMER_CREATION_RATE of them.
+        customer_id = cast(ActingAPIRequest, request).acting.counted_id  # from the cookie: no query
         ident = f"customer-{customer_id}" if customer_id else f"address-{self.get_ident(request)}"
         return self.cache_format % {"scope": self.scope, "ident": ident}
 

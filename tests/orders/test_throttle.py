@@ -47,7 +47,10 @@ def test_reads_are_not_throttled(customer_client, cake, three_a_minute):
     assert all(customer_client.get("/api/orders/").status_code == 200 for _ in range(6))
 
 
-def test_a_script_dropping_its_session_each_time_is_throttled_by_its_address(cake, three_a_minute):
+def test_a_script_dropping_its_session_each_time_meets_the_bound_on_new_customers(cake, three_a_minute, settings):
+    """Each fresh cookie is a new customer, and one address makes at most CUSTOMER_CREATION_RATE of them,
+    so dropping the cookie does not multiply the order throttle."""
+    settings.CUSTOMER_CREATION_RATE = "3/min"
     address = f"198.18.{random.randrange(256)}.{random.randrange(1, 255)}"  # a fresh address per run
     statuses = []
     for _ in range(4):
@@ -62,6 +65,35 @@ def test_a_script_dropping_its_session_each_time_is_throttled_by_its_address(cak
                                     ).status_code)
     assert statuses == [201, 201, 201, 429]
     assert Customer.objects.count() == 3
+
+
+def test_phones_behind_one_wifi_whose_first_answer_was_lost_are_throttled_each_on_their_own(cake, three_a_minute):
+    """A room behind one address: each phone's first order is taken but its answer (and so the cookie
+    that says it is a customer now) never arrives. Its retries still count as its own, not as the
+    address's, so five phones retrying three times each all get their order back."""
+    address = f"198.18.{random.randrange(256)}.{random.randrange(1, 255)}"
+    body = {"items": [{"cake": "strawberry-shortcake", "quantity": 1}]}
+    phones = []
+    for _ in range(5):
+        phone = Client(enforce_csrf_checks=True, REMOTE_ADDR=address)
+        phone.get("/api/me/")
+        phones.append((phone, phone.cookies["bakery_customer"].value, uuid.uuid4()))
+    answers = []
+    for attempt in range(3):
+        for phone, visitor_cookie, key in phones:
+            phone.cookies["bakery_customer"] = visitor_cookie  # every answer lost: the cookie stays a visitor's
+            answers.append(phone.post("/api/orders/", body, content_type="application/json",
+                                      headers={"Idempotency-Key": str(key),
+                                               "X-CSRFToken": phone.cookies["csrftoken"].value}))
+    assert [answer.status_code for answer in answers] == [201] * 15
+    assert sum(answer.headers.get("Idempotent-Replayed") == "true" for answer in answers) == 10
+    assert Order.objects.count() == 5 and Customer.objects.count() == 5
+
+    phone, visitor_cookie, key = phones[0]
+    phone.cookies["bakery_customer"] = visitor_cookie
+    fourth = phone.post("/api/orders/", body, content_type="application/json",
+                        headers={"Idempotency-Key": str(key), "X-CSRFToken": phone.cookies["csrftoken"].value})
+    assert fourth.status_code == 429, "each phone still has its own throttle"
 
 
 def test_the_throttle_can_be_turned_off(customer_client, cake, settings):

@@ -3,7 +3,9 @@
 One learner (or ``--participants K`` learners at once, each with its own cookie jar and so its own
 customer) does what a phone in a tunnel does:
 
-1. ``GET /api/me/`` for the csrftoken cookie, ``PATCH /api/me/`` for the switch (and the customer cookie);
+1. ``GET /api/me/`` for the csrftoken and customer cookies, and ``PATCH /api/me/`` for the switch when
+   it must change (a learner whose switch is already right becomes a customer with its first order,
+   as a phone does);
 2. the first attempts of one order intent go *through the tunnel* (header ``X-Bakery-Tunnel``) and
    are really aborted when the client timeout fires, exactly like the browser's fetch timeout.
    ``--tunnel-length`` says how many, as the simulator page's choice does: ``1`` (the default), ``3``,
@@ -144,12 +146,12 @@ async def run_learner(number: int, scenario: Scenario, say, poll_seconds: float 
     learner = Learner(number)
     async with OrderClient(scenario.url) as client:
         try:
-            await client.start(idempotency=scenario.idempotency)
+            await client.start(idempotency=scenario.idempotency, as_visitor=True)
             learner.label, learner.customer = client.label, client.customer_id
         except (httpx.HTTPError, KeyError, ValueError) as error:
             learner.error = f"could not start a session: {error}"
             return learner
-        say(learner, f"{learner.label} (customer {learner.customer[:8]}) switched idempotency "
+        say(learner, f"{learner.label} (customer {learner.customer[:8]}) idempotency "
                      f"{'on' if scenario.idempotency else 'off'}")
         await place_order(client, learner, scenario, say)
         await wait_for_back_office(client, learner, scenario, say, poll_seconds)

@@ -1,6 +1,6 @@
 """The ASGI application `make demo` serves (gunicorn with uvicorn's h11 worker, as bakery.web extends it).
 
-Under ASGI a tunnel hold is an ``asyncio.sleep`` (bakery.storefront.tunnel.TunnelHoldMiddleware):
+Under ASGI a tunnel hold is an ``asyncio.sleep`` around Django (bakery.storefront.tunnel.TunnelHoldApp):
 it costs no thread and no database connection, so a room of hundreds waits side by side.
 """
 
@@ -111,6 +111,9 @@ async def _never():
     await asyncio.Future()
 
 
-application = BoundedRequestBody(get_asgi_application())
+django_application = get_asgi_application()
 
-from orders.problems import API_PREFIX, problem  # noqa: E402  (once Django is set up)
+from bakery.storefront.tunnel import TunnelHoldApp  # noqa: E402  (once Django is set up)
+from orders.problems import API_PREFIX, problem  # noqa: E402
+
+application = BoundedRequestBody(TunnelHoldApp(django_application))

@@ -41,8 +41,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Outermost: under ASGI it holds tunnelled answers on the event loop (an async middleware
-    # below a sync one would keep a thread blocked for it).
+    # Outermost: it lends each request the place its tunnel hold goes (under ASGI the hold is waited
+    # out around Django, by bakery.storefront.tunnel.TunnelHoldApp; under WSGI here).
     "bakery.storefront.tunnel.TunnelHoldMiddleware",
     "orders.problems.ApiProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",

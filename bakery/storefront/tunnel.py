@@ -16,10 +16,10 @@ honest 504 for a lost request, and the (late) real answer for a lost response.
 
 A hold costs no web thread and no database connection: :class:`TunnelMiddleware` decides (the
 CSRF check, the customer, the hold's row, the timeline's events) and hands its answer back with
-the time to hold it; :class:`TunnelHoldMiddleware`, the outermost middleware, does the waiting.
-Under ASGI (`make demo`, the tests' servers) it awaits ``asyncio.sleep``, so hundreds of holds wait
-side by side on one event loop; under WSGI (the
-bench's common configuration, the in-process test server) it sleeps in the request's thread.
+the time to hold it. Under ASGI (`make demo`, the tests' servers) :class:`TunnelHoldApp`, around
+Django, keeps the answer once Django is done and awaits ``asyncio.sleep``, so hundreds of holds wait
+side by side on one event loop; under WSGI (the bench's common configuration, the in-process test
+server) :class:`TunnelHoldMiddleware` sleeps in the request's thread.
 
 A hold still takes a place in the room, so the tunnel is guarded like any write and more:
 
@@ -41,7 +41,7 @@ import threading
 import time
 from datetime import timedelta
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import connections, transaction
@@ -56,6 +56,8 @@ from orders.models import Customer, Event
 from orders.problems import ProblemError, problem
 
 HEADER = "X-Bakery-Tunnel"
+# The key of the ASGI scope by which TunnelHoldApp lends its Handover to the request.
+SCOPE_HANDOVER = "bakery.tunnel_handover"
 REQUEST_LOST, RESPONSE_LOST, SLOW = "request-lost", "response-lost", "slow"
 MODES = (REQUEST_LOST, RESPONSE_LOST, SLOW)
 
@@ -110,11 +112,12 @@ def tunnel_hold_release(hold: int) -> None:
 
 
 class Handover:
-    """A hold passed from :class:`TunnelMiddleware` (in a request's thread) to :class:`TunnelHoldMiddleware`.
+    """A hold passed from :class:`TunnelMiddleware` (in a request's thread) to whoever waits it out:
+    :class:`TunnelHoldApp` under ASGI, :class:`TunnelHoldMiddleware` under WSGI.
 
-    Under ASGI a cancelled request (a web process shutting down) may be cancelled while the inner
-    chain is still running in its thread: whichever side comes second releases the hold, so none is
-    left behind. (A client that gives up does not cancel its request: see bakery.asgi.)"""
+    Under ASGI a cancelled request (a web process shutting down) may be cancelled while Django is
+    still running it in its thread: whichever side comes second releases the hold, so none is left
+    behind. (A client that gives up does not cancel its request: see bakery.asgi.)"""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -139,22 +142,20 @@ class Handover:
 
 
 class TunnelHoldMiddleware:
-    """The outermost middleware: it holds a tunnelled answer for the time :class:`TunnelMiddleware`
-    asked, then releases the hold's row. Async under ASGI (no thread, no connection while waiting),
-    a sleep in the thread under WSGI."""
+    """The outermost middleware: it lends each request the :class:`Handover` its hold goes into.
 
-    sync_capable = True
-    async_capable = True
+    Under ASGI the handover comes from :class:`TunnelHoldApp`, around Django, which does the waiting
+    once Django is done with the request; under WSGI (the bench's common configuration, the
+    in-process test server) this middleware waits itself, asleep in the request's thread."""
 
     def __init__(self, get_response):
         self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request):
-        if self.is_async:
-            return self._hold_async(request)
+        lent = getattr(request, "scope", {}).get(SCOPE_HANDOVER)
+        if lent is not None:
+            request.tunnel_handover = lent
+            return self.get_response(request)
         request.tunnel_handover = handover = Handover()
         try:
             response = self.get_response(request)
@@ -167,20 +168,43 @@ class TunnelHoldMiddleware:
             if hold is not None:
                 tunnel_hold_release(hold)
 
-    async def _hold_async(self, request):
-        request.tunnel_handover = handover = Handover()
+
+class TunnelHoldApp:
+    """The ASGI application around Django that holds a tunnelled answer on the event loop.
+
+    Django runs the request to its end: its thread finishes and its pooled connections go back. The
+    answer it sends is kept here for the seconds :class:`TunnelMiddleware` asked, then sent, and the
+    hold's row released. So a hold is an ``asyncio.sleep`` and a few kept messages: no thread, no
+    database connection. (Django's own async middleware would not do: below it the bakery's
+    middleware is synchronous, so Django would run it synchronously, asleep in a thread.)"""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        handover = Handover()
+        kept: list[dict] = []
+
+        async def keep_if_held(message):
+            if handover.hold is None:
+                await send(message)
+            else:
+                kept.append(message)
+
         try:
-            response = await self.get_response(request)
-            if handover.hold is not None:
-                # In the request's own thread (thread-sensitive), whose connections they are.
-                await sync_to_async(_hand_back_connections)()
+            await self.app({**scope, SCOPE_HANDOVER: handover}, receive, keep_if_held)
+            if kept:
                 await asyncio.sleep(handover.seconds)
-            return response
+                for message in kept:
+                    await send(message)
         finally:
             hold = handover.take_back()
             if hold is not None:
-                # Shielded: a cancelled request still releases its hold.
-                await asyncio.shield(sync_to_async(_release_and_hand_back)(hold))
+                # Shielded: a cancelled request still releases its hold. Not thread-sensitive: this is
+                # no request's thread any more, and the release closes the connection it used.
+                await asyncio.shield(sync_to_async(_release_and_hand_back, thread_sensitive=False)(hold))
 
 
 def _release_and_hand_back(hold: int) -> None:

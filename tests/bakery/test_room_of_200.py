@@ -12,13 +12,15 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import psutil
 import pytest
 
 from bakery.demo import WORKER_CONCURRENCY
 from bakery.models import TunnelHold
-from tests.bakery.test_room_guard import customer_session
+from tests.bakery.test_room_guard import customer_session, order_request
 from tests.bakery.test_tunnel_cli import fulfilled_per_customer
 from tests.processes import ARTIFACTS, ROOT
 from tests.servers import BakeryServer, CeleryWorker, worker_environment
@@ -72,4 +74,49 @@ def test_a_room_of_200_pressing_at_once_each_get_one_cake_and_another_customer_i
     counts = fulfilled_per_customer()
     assert counts.pop(other_id)[0] == len(other)  # the other customer: one cake per order it placed
     assert set(counts.values()) == {(1, 1, 1)} and len(counts) == 200
+    assert not TunnelHold.objects.exists(), "every hold was released"
+
+
+def sent(send) -> httpx.Response:
+    with httpx.Client(timeout=30) as client:
+        return send(client)
+
+
+def threads_of(pid: int) -> int:
+    return int(next(line.split()[1] for line in open(f"/proc/{pid}/status") if line.startswith("Threads:")))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hundred_held_answers_cost_no_thread_and_no_connection(cake):
+    """A hundred learners' requests held in the tunnel at once on one web process of the demo's web
+    tier: the process has no more threads than it had idle, PostgreSQL has no connection of it busy,
+    and the holds are really there, one row each, until every answer has come out."""
+    from django.db import connection
+
+    server = BakeryServer({"TUNNEL_HOLD_SECONDS": "8"}, workers=1).start()
+    try:
+        learners = [customer_session(server.url) for _ in range(100)]
+        [web_process] = psutil.Process(server.process.pid).children()
+        idle_threads = threads_of(web_process.pid)
+        with ThreadPoolExecutor(100) as room:
+            answers = [room.submit(sent, order_request(server.url, cookies, token, tunnel="request-lost"))
+                       for cookies, token, _ in learners]
+            deadline = time.monotonic() + 6
+            while TunnelHold.objects.count() < 100 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            held = TunnelHold.objects.count()
+            time.sleep(2)  # Django is done with every one of them; their answers are still held (8 s)
+            threads_while_held = threads_of(web_process.pid)
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND state <> 'idle' AND pid <> pg_backend_pid()")
+                [busy_connections] = cursor.fetchone()
+            statuses = [answer.result().status_code for answer in answers]
+    finally:
+        server.stop()
+    assert held == 100, "every request was held at once"
+    # One thread per hold would be a hundred more; a few are Django's, for requests just finished.
+    assert threads_while_held < idle_threads + 20, (idle_threads, threads_while_held)
+    assert busy_connections == 0
+    assert statuses == [504] * 100  # lost in the tunnel: the bakery never saw the order
     assert not TunnelHold.objects.exists(), "every hold was released"

@@ -79,7 +79,7 @@ def test_phones_behind_one_wifi_whose_first_answer_was_lost_are_throttled_each_o
         phone.get("/api/me/")
         phones.append((phone, phone.cookies["bakery_customer"].value, uuid.uuid4()))
     answers = []
-    for attempt in range(3):
+    for _ in range(3):
         for phone, visitor_cookie, key in phones:
             phone.cookies["bakery_customer"] = visitor_cookie  # every answer lost: the cookie stays a visitor's
             answers.append(phone.post("/api/orders/", body, content_type="application/json",

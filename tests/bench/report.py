@@ -428,6 +428,7 @@ def doc(found, main, statements, peers, latency, cpu, scale_lines, bar_lines, ra
         "## The room",
         "",
         "Learners pressing at once in the default scene (the answer lost for 1 attempt, idempotency on), each "
+        "at a moment of its own within the CLI's default `--spread` of 1.5 s, as a room told to press does: "
         "`manage.py tunnel --mode response-lost --participants N --expect one`, against the default `make demo` "
         "(`python -m bakery.demo`, untuned: 2 web processes, engines of its own), one room after another on the "
         "same demo. Meanwhile another customer, outside the tunnel, places a plain order every 1.5 s. Answer: "

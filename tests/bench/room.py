@@ -1,4 +1,5 @@
-"""(h) The room: 50 to 400 learners press at once in the default scene, against the default `make demo`.
+"""(h) The room: 50 to 400 learners press at once (within the CLI's default --spread of 1.5 s) in the
+default scene, against the default `make demo`.
 
 The demo runs exactly as a facilitator starts it (``python -m bakery.demo``, no tuning, engines of
 its own in a folder of its own); each room is ``manage.py tunnel --mode response-lost

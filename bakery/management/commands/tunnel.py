@@ -1,7 +1,7 @@
 """`manage.py tunnel`: drive the tunnel scenario over real HTTP against a running bakery.
 
 One learner (or ``--participants K`` learners at once, each with its own cookie jar and so its own
-customer) does what a phone in a tunnel does:
+customer, pressing within ``--spread`` seconds of the start) does what a phone in a tunnel does:
 
 1. ``GET /api/me/`` for the csrftoken and customer cookies, and ``PATCH /api/me/`` for the switch when
    it must change (a learner whose switch is already right becomes a customer with its first order,
@@ -49,6 +49,7 @@ from bakery.storefront.tunnel import HEADER, MODES, SLOW
 SETTLED = {"notified", "payment_failed"}
 READ_TRIES = 5  # a read of the orders that fails is tried this many times before its counts are unknown
 UNREADABLE = 3  # the exit status when some learner's orders could not be read
+PRESS_SPREAD_SECONDS = 1.5  # a room told "press now" presses within this many seconds
 # The tunnel's length in attempts, as on the simulator page; None: until it is switched off.
 TUNNEL_LENGTHS = {"1": 1, "3": 3, "forever": None}
 
@@ -64,6 +65,7 @@ class Scenario:
     backoff: RetryPolicy
     settle: float
     server_hold: float
+    spread: float
     cake: str
     expect: str | None
 
@@ -142,7 +144,10 @@ class Learner:
         return True
 
 
-async def run_learner(number: int, scenario: Scenario, say, poll_seconds: float = 0.25) -> Learner:
+async def run_learner(number: int, scenario: Scenario, say, poll_seconds: float = 0.25,
+                      press_at: float = 0.0) -> Learner:
+    """One learner: a session, then the order pressed at ``press_at`` (time.monotonic()) or as soon as
+    the session is ready, then the back office waited for."""
     learner = Learner(number)
     async with OrderClient(scenario.url) as client:
         try:
@@ -153,6 +158,7 @@ async def run_learner(number: int, scenario: Scenario, say, poll_seconds: float 
             return learner
         say(learner, f"{learner.label} (customer {learner.customer[:8]}) idempotency "
                      f"{'on' if scenario.idempotency else 'off'}")
+        await asyncio.sleep(max(0.0, press_at - time.monotonic()))
         await place_order(client, learner, scenario, say)
         await wait_for_back_office(client, learner, scenario, say, poll_seconds)
     return learner
@@ -264,7 +270,9 @@ def poll_interval(participants: int) -> float:
 async def run_room(scenario: Scenario, participants: int, say, tick) -> tuple[list[Learner], float]:
     started = time.monotonic()
     poll = poll_interval(participants)
-    tasks = [asyncio.create_task(run_learner(n, scenario, say, poll)) for n in range(1, participants + 1)]
+    # A room told "press now" presses within a second or two, each learner at a moment of their own.
+    tasks = [asyncio.create_task(run_learner(n, scenario, say, poll, started + random.uniform(0, scenario.spread)))
+             for n in range(1, participants + 1)]
     while not all(task.done() for task in tasks):
         await asyncio.wait(tasks, timeout=1.0)
         tick(time.monotonic() - started, sum(task.done() for task in tasks), participants)
@@ -301,6 +309,10 @@ class Command(BaseCommand):
         parser.add_argument("--server-hold", type=float,
                             default=max(settings.TUNNEL_HOLD_SECONDS, settings.TUNNEL_SLOW_SECONDS),
                             help="How long an abandoned attempt may keep running on the server.")
+        parser.add_argument("--spread", type=float, default=PRESS_SPREAD_SECONDS,
+                            help="The learners press within this many seconds of the start, each at a random "
+                                 f"moment (default {PRESS_SPREAD_SECONDS:g}, as a room told to press now; 0: all "
+                                 "at the same instant, as soon as each has a session).")
         parser.add_argument("--cake", default="strawberry-shortcake")
 
     def handle(self, *args, **options):
@@ -314,6 +326,7 @@ class Command(BaseCommand):
             settle=options["settle"] or max(60.0, options["participants"] * 0.5
                                             * (1 if options["idempotency"] == "on" else 2)),
             server_hold=options["server_hold"], cake=options["cake"],
+            spread=max(0.0, options["spread"]) if options["participants"] > 1 else 0.0,
             expect=options["expect"],
         )
         participants = options["participants"]
@@ -322,7 +335,7 @@ class Command(BaseCommand):
             f"Tunnel scenario: {scenario.mode} {scenario.tunnel_words}, idempotency {options['idempotency']}, "
             f"up to {scenario.retries} "
             f"retries, client timeout {scenario.timeout:g} s, {participants} learner{'s' * (not solo)} "
-            f"against {scenario.url}"
+            f"against {scenario.url}" + ("" if solo else f", pressing within {scenario.spread:g} s")
         )
 
         def say(learner: Learner, line: str) -> None:

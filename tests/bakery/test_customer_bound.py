@@ -19,6 +19,7 @@ from orders.customers import label_for
 from orders.models import Customer, Order
 from tests.flood import Flood
 from tests.servers import BakeryServer, RedisServer
+from tests.waiting import clear_of_a_window_edge
 
 ONE = {"items": [{"cake": "strawberry-shortcake", "quantity": 1}]}
 
@@ -56,6 +57,7 @@ def test_a_cake_page_shows_the_visitors_scope_and_makes_no_customer(cake):
 @pytest.mark.django_db
 def test_one_address_makes_at_most_the_rate_of_new_customers_then_429_and_nothing_made(cake, settings):
     settings.CUSTOMER_CREATION_RATE = "3/min"
+    clear_of_a_window_edge()
     address = fresh_address()
     # a made-up proxy header does not make a script someone else
     visitors = [visitor(address) for _ in range(4)]
@@ -134,6 +136,7 @@ def test_with_redis_down_new_customers_are_made(cake, tmp_path):
                                   headers={"X-CSRFToken": newcomer.cookies["csrftoken"]}).status_code
 
     try:
+        clear_of_a_window_edge()
         assert [become_a_customer() for _ in range(3)] == [200, 200, 429], "with Redis the bound counts"
         redis_server.stop()
         assert [become_a_customer() for _ in range(3)] == [200] * 3

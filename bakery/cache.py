@@ -10,6 +10,12 @@ one answers at once:
   per call, and a restarted Redis is used again within a second;
 * one warning per ``WARN_EVERY`` seconds per process, not one per request.
 
+Django makes a cache object per thread and, under ASGI, per request (``caches`` is context-local),
+and its own RedisCache gives each object a connection pool of its own: every request opened a new
+connection to Redis (with redis-py's handshake and a look-up of its own version in the installed
+packages), and an outage seen by one request was news to the next. Here every object for the same
+Redis in a process shares one :class:`Link`: one client with its pool, and one record of the outage.
+
 Anything built on the default cache (DRF throttling, cached pages) therefore degrades to "no
 cache" during an outage: a throttle lets requests through rather than refusing them.
 """
@@ -20,8 +26,10 @@ import functools
 import logging
 import threading
 import time
+from typing import Any
 
 from django.core.cache.backends.redis import RedisCache
+from django.utils.functional import cached_property
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -34,13 +42,28 @@ WARN_EVERY = 30.0
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
+class Link:
+    """One Redis as this process sees it: the client (its connection pool is thread-safe) and when
+    it was last found down."""
+
+    def __init__(self, client):
+        self.client = client
+        self.down_until = 0.0
+        self.warned_at = -WARN_EVERY
+        self.lock = threading.Lock()
+
+
+_links: dict[tuple, Link] = {}
+_links_lock = threading.Lock()
+
+
 def _fail_soft(fallback):
     """Run the cache operation; when Redis cannot be reached return ``fallback(*args, **kwargs)``."""
 
     def decorate(method):
         @functools.wraps(method)
         def wrapper(self, *args, **kwargs):
-            if self._down_until > time.monotonic():
+            if self._link.down_until > time.monotonic():
                 return fallback(*args, **kwargs)
             try:
                 return method(self, *args, **kwargs)
@@ -78,22 +101,37 @@ def _no_counter(key, *args, **kwargs):
 
 
 class FailSoftRedisCache(RedisCache):
+    # Set by RedisCache.__init__ (Django's stubs do not declare them).
+    _servers: list[str]
+    _options: dict[str, Any]
+    _class: type
+
     def __init__(self, server, params):
         options = dict(params.get("OPTIONS") or {})
         options.setdefault("socket_connect_timeout", SOCKET_CONNECT_TIMEOUT)
         options.setdefault("socket_timeout", SOCKET_TIMEOUT)
         super().__init__(server, {**params, "OPTIONS": options})
-        self._down_until = 0.0
-        self._warned_at = -WARN_EVERY
-        self._lock = threading.Lock()
+        self._link_key = (tuple(self._servers), repr(sorted(options.items())))
+
+    @cached_property
+    def _link(self) -> Link:
+        with _links_lock:
+            link = _links.get(self._link_key)
+            if link is None:
+                link = _links[self._link_key] = Link(self._class(self._servers, **self._options))
+            return link
+
+    @property
+    def _cache(self):
+        return self._link.client
 
     def _went_down(self, operation: str, error: BaseException) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._down_until = now + RETRY_AFTER
-            warn = now - self._warned_at >= WARN_EVERY
+        link, now = self._link, time.monotonic()
+        with link.lock:
+            link.down_until = now + RETRY_AFTER
+            warn = now - link.warned_at >= WARN_EVERY
             if warn:
-                self._warned_at = now
+                link.warned_at = now
         if warn:
             logger.warning("cache: Redis unreachable (%s during %s); serving without the cache", error, operation)
 

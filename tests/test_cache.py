@@ -4,9 +4,12 @@ it is used again once Redis is back (a throttle or a cached page never turns int
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 
+from bakery import cache as cache_module
 from bakery.cache import RETRY_AFTER, FailSoftRedisCache
 from tests.servers import RedisServer
 
@@ -39,3 +42,27 @@ def test_a_dead_redis_is_a_miss_and_a_write_does_nothing_then_it_is_used_again(r
     assert cache.get("cake") == "strawberry"  # the restarted Redis kept its data (append-only file)
     cache.set("cake", "lemon")
     assert cache.get("cake") == "lemon"
+
+
+def test_every_cache_object_in_a_process_shares_one_connection_and_one_outage(redis_server, monkeypatch):
+    """Django makes a cache object per thread and, under ASGI, per request. Each one opening its own
+    connection to Redis cost every request a connect and redis-py's handshake, and each one learning
+    of an outage afresh cost every request a failed attempt."""
+    monkeypatch.setattr(cache_module, "RETRY_AFTER", 60.0)  # longer than a restart of Redis takes
+    onlooker = redis.Redis.from_url(redis_server.url)
+    received_before = onlooker.info("stats")["total_connections_received"]
+    FailSoftRedisCache(redis_server.url, {}).set("cake", "strawberry")
+    for _ in range(20):  # one request after another, each with a cache object of its own
+        assert FailSoftRedisCache(redis_server.url, {}).get("cake") == "strawberry"
+    with ThreadPoolExecutor(4) as threads:  # and four at a time
+        answers = threads.map(lambda _: FailSoftRedisCache(redis_server.url, {}).get("cake"), range(20))
+        assert set(answers) == {"strawberry"}
+    assert onlooker.info("stats")["total_connections_received"] - received_before <= 4
+    onlooker.close()
+
+    seen_by_one = FailSoftRedisCache(redis_server.url, {})
+    redis_server.stop()
+    assert seen_by_one.get("cake") is None  # finds Redis gone, and leaves it alone for RETRY_AFTER
+    redis_server.start()
+    # Another object, as the next request makes, knows: it does not try Redis until RETRY_AFTER is over.
+    assert FailSoftRedisCache(redis_server.url, {}).get("cake", "not tried") == "not tried"

@@ -117,3 +117,8 @@ from bakery.storefront.tunnel import TunnelHoldApp  # noqa: E402  (once Django i
 from orders.problems import API_PREFIX, problem  # noqa: E402
 
 application = BoundedRequestBody(TunnelHoldApp(django_application))
+
+if settings.DATABASE_POOL_WARM:
+    from bakery.database.base import warm_in_background  # noqa: E402
+
+    warm_in_background(settings.DATABASE_POOL_WARM)

@@ -62,6 +62,9 @@ WEB_WORKER_CLASS = "bakery.web.BakeryH11Worker"
 # Pooled PostgreSQL connections a web process may have, if the server allows them: a room of 200 in
 # the slow bakery has an order in the middle of its handler for each learner (engines.POSTGRES_SETTINGS).
 WEB_POOL_TARGET = 160
+# Of those, opened as a web process starts (settings.DATABASE_POOL_WARM): a room of 200 in the default
+# scene had about 70 in use on each web process. An idle connection costs PostgreSQL about 1 MB.
+WEB_POOL_WARM = 64
 WORKER_CONCURRENCY = 2  # Celery prefork children
 
 
@@ -120,12 +123,14 @@ def start_children(args, env: dict, plan: connections.Plan
     # The web tier pools its connections; the back office's processes run one task at a time and
     # need no pool (see bakery/connections.py for the sum).
     pool_sizes = {"web": str(plan.web_pool), "worker": "0", "beat": "0"}
+    warm = {"web": str(min(WEB_POOL_WARM, plan.web_pool))}
     for name, command in commands(args, sys.executable).items():
         if not args.verbose:
             logs[name] = log_dir() / f"{name}.log"
             if logs[name].exists():
                 logs[name].replace(logs[name].with_suffix(".log.1"))
-        launches[name] = (command, {**env, "DATABASE_POOL_SIZE": pool_sizes[name]})
+        launches[name] = (command, {**env, "DATABASE_POOL_SIZE": pool_sizes[name],
+                                    "DATABASE_POOL_WARM": warm.get(name, "0")})
         children[name] = start_child(*launches[name], logs.get(name))
     return children, logs, launches
 

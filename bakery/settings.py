@@ -99,6 +99,12 @@ def env_required(name: str) -> str:
 # total against PostgreSQL's max_connections before it starts anything (bakery/connections.py).
 DATABASE_POOL_SIZE = int(os.environ.get("DATABASE_POOL_SIZE", 8))
 DATABASE_POOL_TIMEOUT = float(os.environ.get("DATABASE_POOL_TIMEOUT", 10))
+# Connections a web process opens as it starts, before its first request (bakery/database/base.py:
+# warm). The pool grows one connection at a time, and under a room's load each one waits its turn for
+# the process's GIL: a cold demo met by a room of 200 had requests waiting up to 2.7 s for a
+# connection. The pool's min_size stays 0, so these are not refilled after an outage, and a pool
+# left idle gives one back every ten minutes. `make demo` sets it (bakery/demo.py: WEB_POOL_WARM).
+DATABASE_POOL_WARM = int(os.environ.get("DATABASE_POOL_WARM", 0))
 PROVIDER_POOL_SIZE = connections.PROVIDER_POOL_SIZE
 # A server that does not answer a connection attempt within this many seconds is taken as away.
 DATABASE_CONNECT_TIMEOUT = int(os.environ.get("DATABASE_CONNECT_TIMEOUT", 2))

@@ -41,11 +41,19 @@ def down_since() -> float | None:
     return _down_since
 
 
+# Called (with no argument) each time this process finds the database gone after it was up.
+when_down: list = []
+
+
 def mark_down() -> None:
     global _down_since
     with _lock:
-        if _down_since is None:
+        news = _down_since is None
+        if news:
             _down_since = time.monotonic()
+    if news:
+        for callback in when_down:
+            callback()
 
 
 def mark_up() -> None:

@@ -120,3 +120,32 @@ def test_a_hundred_held_answers_cost_no_thread_and_no_connection(cake):
     assert busy_connections == 0
     assert statuses == [504] * 100  # lost in the tunnel: the bakery never saw the order
     assert not TunnelHold.objects.exists(), "every hold was released"
+
+
+def client_backends() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_web_process_opens_its_warm_connections_before_the_room_arrives():
+    """A pool grows one connection at a time, each waiting its turn for a busy process: a cold demo met
+    by a room of 200 kept requests waiting up to 2.7 s for a connection. A web process opens
+    DATABASE_POOL_WARM of them as it starts, with nobody asking yet, and keeps them."""
+    before = client_backends()
+    server = BakeryServer({"DATABASE_POOL_WARM": "24"}, workers=1).start()
+    try:
+        deadline = time.monotonic() + 20
+        while client_backends() - before < 24 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        opened = client_backends() - before
+        time.sleep(2)
+        kept = client_backends() - before
+    finally:
+        server.stop()
+    # (the server's readiness check may have opened one of its own before the warm-up began)
+    assert 24 <= opened <= 25 and kept == opened, (opened, kept)
